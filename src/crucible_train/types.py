@@ -188,9 +188,10 @@ class ModelInput:
 
 
 def _frozen_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    array = np.ascontiguousarray(array)
-    array.setflags(write=False)
-    return array
+    # Copy so that making it read-only never changes an array the caller still owns.
+    frozen = np.array(array, copy=True, order="C")
+    frozen.setflags(write=False)
+    return frozen
 
 
 @attrs.frozen(kw_only=True, eq=False)

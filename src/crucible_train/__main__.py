@@ -1,0 +1,10 @@
+"""``python -m crucible_train``: the same as the ``crucible-train`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from crucible_train.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Adapters: concrete implementations of the ports, one sub-package per technology.
+
+Adapters import only :mod:`crucible_train.ports`, :mod:`crucible_train.types`,
+:mod:`crucible_train.errors`, the standard library, numpy and attrs, plus their own SDK,
+which they import lazily inside the constructor so that a missing optional package fails
+with :class:`~crucible_train.errors.AdapterUnavailableError` only when it is selected.
+Only :mod:`crucible_train.container` imports from here; core code never does.
+
+* ``noop/``: one adapter per port that runs offline with no configuration;
+* ``files/``: local filesystem blob store and JSONL dataset store;
+* ``memory/``: in-process numpy vector store;
+* ``huggingface/``: Hugging Face Hub client (needs the ``hub`` extra).
+"""

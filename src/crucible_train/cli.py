@@ -1,0 +1,163 @@
+"""The ``crucible-train`` command (entry-point layer).
+
+Subcommands:
+
+* ``crucible-train config show [--config FILE] [key=value ...]`` prints the resolved
+  configuration as YAML (secrets masked ``***``, paths absolute);
+* ``crucible-train config check [--config FILE] [key=value ...]`` validates it and prints
+  one ``OK`` line naming the chosen backends.
+
+Exit codes: 0 success; 1 an unexpected error (one line, plus a hint to re-run with
+``--debug`` for the traceback); 2 a usage or configuration error, reported as one
+``error: ...`` line per problem on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import TextIO
+
+from crucible_train import __version__
+from crucible_train.container import load_config
+from crucible_train.errors import CrucibleError
+
+__all__ = ["main"]
+
+PROG = "crucible-train"
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+
+
+def _config_options() -> argparse.ArgumentParser:
+    """Options shared by ``config show`` and ``config check``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file merged over the packaged containers.yaml (relative to this directory)",
+    )
+    parent.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted overrides applied last, e.g. training.backend=noop metrics.sinks=[noop]",
+    )
+    return parent
+
+
+def _debug_option() -> argparse.ArgumentParser:
+    # SUPPRESS keeps a subcommand from resetting a --debug given before it.
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show full tracebacks on errors",
+    )
+    return parent
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    debug = _debug_option()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="LLM post-training: chat rendering, SFT/RL/DPO/distillation loops, "
+        "evaluation and experiment logging over swappable backends.",
+        parents=[debug],
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    # Each level remembers its own help, shown when no action was chosen below it.
+    parser.set_defaults(show_help=parser.print_help)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    config = commands.add_parser(
+        "config",
+        help="inspect and validate containers.yaml",
+        description="Inspect and validate the adapter configuration (containers.yaml).",
+        parents=[debug],
+    )
+    config.set_defaults(show_help=config.print_help)
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
+    options = _config_options()
+    config_commands.add_parser(
+        "show",
+        help="print the resolved configuration as YAML (secrets masked)",
+        description="Print the resolved configuration as YAML: packaged default, then "
+        "--config FILE, then key=value overrides. Secrets are shown as ***.",
+        parents=[options, debug],
+    )
+    config_commands.add_parser(
+        "check",
+        help="validate the configuration and report every problem",
+        description="Validate the configuration; exit 0 with one OK line, or exit 2 "
+        "listing every problem.",
+        parents=[options, debug],
+    )
+    return parser
+
+
+def _report(error: CrucibleError, stream: TextIO) -> None:
+    """One ``error:`` line per problem (a multi-line problem gives several lines)."""
+    for problem in error.problems:
+        for line in problem.splitlines() or [""]:
+            print(f"error: {line}", file=stream)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command != "config" or args.config_command is None:
+        # No action chosen: show what exists rather than doing nothing silently.
+        args.show_help(sys.stderr)
+        return EXIT_USAGE
+    resolved = load_config(args.config, args.overrides)
+    if args.config_command == "show":
+        sys.stdout.write(resolved.to_yaml())
+    else:
+        print(f"OK: configuration is valid; backends: {resolved.summary()}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``crucible-train`` command.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 success, 1 unexpected error, 2 usage or configuration error.
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors; return, don't exit
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return _run(args)
+    except CrucibleError as exc:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        _report(exc, sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+            print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        else:
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            print(
+                f"error: unexpected {type(exc).__name__}: {first_line} "
+                f"(re-run with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return EXIT_UNEXPECTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

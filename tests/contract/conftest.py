@@ -1,0 +1,165 @@
+"""Contract suites: every offline adapter of a port must pass that port's suite.
+
+Each ``test_<port>_contract.py`` module sets ``PORT`` (a ``containers.yaml`` key, as in
+:data:`crucible_train.ports.PORTS`) and asks for one of three fixtures; the hook below
+parametrizes it over every :data:`CONTRACT_FACTORIES` entry of that port:
+
+* ``adapter``: every adapter of the port (protocol conformance);
+* ``working_adapter``: adapters that do real work (behaviour tests);
+* ``unconfigured_adapter``: adapters listed in :data:`UNCONFIGURED`, whose every work
+  method must raise ``BackendNotConfiguredError`` naming ``<port>.backend``.
+
+Adding an adapter: add one ``(port key, backend name) -> factory`` entry to
+``CONTRACT_FACTORIES``; the factory gets a fresh ``tmp_path`` and must build the adapter
+offline (no network, no credentials). Add the key to ``UNCONFIGURED`` only for a noop
+adapter that refuses all work. Port-specific conventions for factories:
+
+* ``dataset_store``: sources are file names relative to the ``tmp_path`` given to the
+  factory (the suite writes ``tmp_path / name`` and asks for ``name``);
+* ``hub``: the adapter must not be able to reach any hub (offline, or a dead endpoint)
+  and start with an empty cache, so the suite can check it fails fast and typed.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from crucible_train.adapters.files.blob_store import FilesBlobStore
+from crucible_train.adapters.files.dataset_store import FilesDatasetStore
+from crucible_train.adapters.memory.vector_store import NumpyVectorStore
+from crucible_train.adapters.noop import (
+    NoopBlobStore,
+    NoopDatasetStore,
+    NoopEmbeddingClient,
+    NoopHttpClient,
+    NoopHubClient,
+    NoopLLMClient,
+    NoopMetricsSink,
+    NoopModelInfo,
+    NoopSamplingClient,
+    NoopTokenizer,
+    NoopTrainingClient,
+    NoopVectorStore,
+)
+from crucible_train.ports import PORTS
+
+
+def _huggingface_hub(tmp_path: pathlib.Path) -> object:
+    pytest.importorskip("huggingface_hub")
+    from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
+
+    return HuggingFaceHubClient(cache_dir=str(tmp_path / "hf-cache"), offline=True, timeout=2.0)
+
+
+CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
+    ("training", "noop"): lambda _tmp: NoopTrainingClient(),
+    ("sampling", "noop"): lambda _tmp: NoopSamplingClient(),
+    ("tokenizer", "noop"): lambda _tmp: NoopTokenizer(),
+    ("model_info", "noop"): lambda _tmp: NoopModelInfo(),
+    ("metrics", "noop"): lambda _tmp: NoopMetricsSink(),
+    ("http", "noop"): lambda _tmp: NoopHttpClient(),
+    ("embedding", "noop"): lambda _tmp: NoopEmbeddingClient(),
+    ("llm", "noop"): lambda _tmp: NoopLLMClient(),
+    ("blob_store", "noop"): lambda _tmp: NoopBlobStore(),
+    ("blob_store", "files"): lambda tmp: FilesBlobStore(root=str(tmp / "blobs")),
+    ("dataset_store", "noop"): lambda _tmp: NoopDatasetStore(),
+    ("dataset_store", "files"): lambda tmp: FilesDatasetStore(root=str(tmp)),
+    ("vector_store", "noop"): lambda _tmp: NoopVectorStore(),
+    ("vector_store", "memory"): lambda _tmp: NumpyVectorStore(),
+    ("hub", "noop"): lambda _tmp: NoopHubClient(),
+    ("hub", "huggingface"): _huggingface_hub,
+}
+"""(containers.yaml port key, backend name) → builds that adapter for one test."""
+
+UNCONFIGURED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("training", "noop"),
+        ("sampling", "noop"),
+        ("tokenizer", "noop"),
+        ("http", "noop"),
+        ("embedding", "noop"),
+        ("llm", "noop"),
+        ("dataset_store", "noop"),
+        ("vector_store", "noop"),
+        ("hub", "noop"),
+    }
+)
+"""Adapters with no meaningful behaviour: every work method raises BackendNotConfiguredError."""
+
+_SELECTIONS: dict[str, Callable[[tuple[str, str]], bool]] = {
+    "adapter": lambda _key: True,
+    "working_adapter": lambda key: key not in UNCONFIGURED,
+    "unconfigured_adapter": lambda key: key in UNCONFIGURED,
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize the adapter fixtures over the factories of the module's ``PORT``."""
+    port = getattr(metafunc.module, "PORT", None)
+    if port is None:
+        return
+    for fixture_name, selected in _SELECTIONS.items():
+        if fixture_name not in metafunc.fixturenames:
+            continue
+        keys = sorted(key for key in CONTRACT_FACTORIES if key[0] == port and selected(key))
+        metafunc.parametrize(
+            fixture_name,
+            [CONTRACT_FACTORIES[key] for key in keys],
+            ids=[backend for _port, backend in keys],
+            indirect=True,
+        )
+
+
+def _build(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Any:
+    factory: Callable[[pathlib.Path], object] = request.param
+    adapter = factory(tmp_path)
+    yield adapter
+    close = getattr(adapter, "close", None)
+    if callable(close):
+        close()
+
+
+@pytest.fixture
+def adapter(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Any:
+    """Any adapter of the module's port."""
+    yield from _build(request, tmp_path)
+
+
+@pytest.fixture
+def working_adapter(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Any:
+    """An adapter of the module's port that does real work."""
+    yield from _build(request, tmp_path)
+
+
+@pytest.fixture
+def unconfigured_adapter(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Any:
+    """A noop adapter of the module's port that must refuse all work."""
+    yield from _build(request, tmp_path)
+
+
+@pytest.fixture
+def port_protocol(request: pytest.FixtureRequest) -> type:
+    """The Protocol class of the module's port."""
+    return PORTS[request.module.PORT]
+
+
+@pytest.fixture
+def port_work_methods(port_protocol: type) -> set[str]:
+    """Public methods the port declares (properties and dunders excluded)."""
+    return {
+        name
+        for name, value in vars(port_protocol).items()
+        if not name.startswith("_") and callable(value)
+    }
+
+
+@pytest.fixture
+def contract_registry() -> tuple[
+    dict[tuple[str, str], Callable[[pathlib.Path], object]], frozenset
+]:
+    """``(CONTRACT_FACTORIES, UNCONFIGURED)``, for tests of the registry itself."""
+    return CONTRACT_FACTORIES, UNCONFIGURED

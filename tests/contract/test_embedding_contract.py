@@ -1,0 +1,36 @@
+"""EmbeddingClient contract: protocol conformance; noop refuses to embed (never zeros)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from crucible_train.errors import BackendNotConfiguredError
+
+PORT = "embedding"
+
+CALLS: dict[str, Callable[[Any], object]] = {
+    "embed_texts": lambda c: c.embed_texts(["a text", "another"]),
+}
+
+
+def test_adapter_subclasses_and_satisfies_port(adapter, port_protocol):
+    assert isinstance(adapter, port_protocol)
+    assert port_protocol in type(adapter).__mro__
+
+
+def test_dimension_is_a_width(adapter):
+    assert isinstance(adapter.dimension, int)
+    assert adapter.dimension >= 0
+
+
+def test_calls_cover_every_port_method(port_work_methods):
+    assert set(CALLS) == port_work_methods
+
+
+@pytest.mark.parametrize("method", sorted(CALLS))
+def test_unconfigured_adapter_refuses(unconfigured_adapter, method):
+    with pytest.raises(BackendNotConfiguredError, match=rf"\b{PORT}\.backend\b"):
+        CALLS[method](unconfigured_adapter)

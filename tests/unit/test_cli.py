@@ -1,0 +1,170 @@
+"""Tests for the crucible-train command: exit codes, one line per problem, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import crucible_train
+from crucible_train import cli
+from crucible_train.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SECRET = "hf_Distinctive_S3cret_value_9182"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every command from an empty directory with no hub token set."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"crucible-train {crucible_train.__version__}\n"
+    assert crucible_train.__version__ == "0.2.0"
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: crucible-train" in out
+    assert "config" in out
+    assert main(["config", "show", "--help"]) == 0
+    assert "key=value" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: crucible-train" in capsys.readouterr().err
+    assert main(["config"]) == 2
+    assert "usage: crucible-train config" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "frobnicate"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = captured.out.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("OK: ")
+    assert "training=noop" in lines[0]
+    assert "metrics=[noop]" in lines[0]
+    assert "blob_store=files" in lines[0]
+
+
+def test_config_show_prints_yaml_with_absolute_paths_and_masked_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    assert main(["config", "show", "vector_store.memory.dimension=4"]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    shown = yaml.safe_load(out)
+    assert shown["hub"]["huggingface"]["token"] == "***"
+    assert shown["blob_store"]["files"]["root"] == str(tmp_path / "runs" / "blobs")
+    assert shown["vector_store"]["memory"]["dimension"] == 4
+
+
+def test_config_file_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "my.yaml").write_text("blob_store:\n  backend: noop\n", encoding="utf-8")
+    assert main(["config", "show", "--config", "my.yaml"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["blob_store"] == {"backend": "noop", "noop": {}}
+
+
+def test_config_check_lists_every_problem_one_per_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "config",
+            "check",
+            "training.backend=torchh",
+            "metrics.sinks=[noop, noop]",
+            "blob_store.files.root=3",
+            f"hub.huggingface.token={SECRET}",
+            "oops",
+        ]
+    )
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 5
+    assert all(line.startswith("error: ") for line in lines)
+    assert "error: training.backend: unknown backend 'torchh'; valid: noop" in lines
+    assert "Traceback" not in captured.err
+    assert SECRET not in captured.err
+
+
+def test_missing_config_file_names_the_absolute_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "check", "--config", "missing.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: config file {tmp_path / 'missing.yaml'} does not exist\n"
+
+
+def test_yaml_error_is_one_line_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.yaml").write_text("training: [\n", encoding="utf-8")
+    assert main(["config", "check", "--config", "bad.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'bad.yaml'}:")
+    assert len(err.splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--debug", "config", "check", "training.backend=torchh"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert "error: training.backend: unknown backend 'torchh'" in err
+    # --debug is accepted after the subcommand too.
+    assert main(["config", "check", "--debug", "training.backend=torchh"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_unexpected_errors_exit_1_with_a_hint(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(cli, "load_config", explode)
+    assert main(["config", "check"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: unexpected RuntimeError: boom (re-run with --debug for the traceback)\n"
+    assert main(["--debug", "config", "check"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert "RuntimeError: boom" in err
+
+
+def test_python_dash_m_entry_point() -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "crucible_train", "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "crucible-train 0.2.0\n"
