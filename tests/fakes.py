@@ -18,6 +18,7 @@ class RecordingMetricsSink(MetricsSink):
         self.texts: dict[str, str] = {}
         self.syncs = 0
         self.closed = 0
+        self.exit_codes: list[int] = []
         self.fail_with = fail_with
         self.url: str | None = None
 
@@ -44,5 +45,6 @@ class RecordingMetricsSink(MetricsSink):
     def get_url(self) -> str | None:
         return self.url
 
-    def close(self) -> None:
+    def close(self, exit_code: int = 0) -> None:
         self.closed += 1
+        self.exit_codes.append(exit_code)

@@ -50,9 +50,10 @@ def test_close_is_idempotent_summarises_failures_and_refuses_later_logging(caplo
     sink = MultiplexMetricsSink(sinks=[broken, healthy])
     sink.log_metrics({"x": 1}, step=0)
     with caplog.at_level(logging.ERROR):
-        sink.close()
+        sink.close(exit_code=1)
         sink.close()
     assert healthy.closed == 1
+    assert healthy.exit_codes == [1]
     assert broken.closed == 1
     assert any("lost calls" in r.getMessage() for r in caplog.records)
     with pytest.raises(MetricsSinkError, match="after close"):

@@ -90,11 +90,11 @@ class MultiplexMetricsSink(MetricsSink):
                 return str(url)
         return None
 
-    def close(self) -> None:
-        """Close every sink (idempotent) and log a summary if any sink lost calls."""
+    def close(self, exit_code: int = 0) -> None:
+        """Close every sink with ``exit_code`` (idempotent); log a summary of lost calls."""
         if self._closed:
             return
-        self._each("close", lambda sink: sink.close())
+        self._each("close", lambda sink: sink.close(exit_code))
         self._closed = True
         if self._failures:
             _log.error("metrics sinks lost calls during this run: %s", self.failures)

@@ -46,6 +46,13 @@ class MetricsSink(Protocol):
         """Where a person can look at the run, or ``None``."""
         return None
 
-    def close(self) -> None:
-        """Flush and release resources; idempotent. Logging after close is an error."""
+    def close(self, exit_code: int = 0) -> None:
+        """Flush, mark the run finished and release resources; idempotent.
+
+        Args:
+            exit_code: 0 when the run succeeded; any other value marks it failed on
+                services that track run state (W&B ``exitcode``, Neptune ``sys/failed``).
+
+        Logging after close is an error.
+        """
         return None

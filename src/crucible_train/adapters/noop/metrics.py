@@ -90,6 +90,6 @@ class NoopMetricsSink(MetricsSink):
         """``None``: nothing is recorded anywhere."""
         return None
 
-    def close(self) -> None:
+    def close(self, exit_code: int = 0) -> None:
         """Mark the sink closed; later ``log_*`` calls raise. Idempotent."""
         self._closed = True
