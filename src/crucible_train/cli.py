@@ -5,11 +5,14 @@ Subcommands:
 * ``crucible-train config show [--config FILE] [key=value ...]`` prints the resolved
   configuration as YAML (secrets masked ``***``, paths absolute);
 * ``crucible-train config check [--config FILE] [key=value ...]`` validates it and prints
-  one ``OK`` line naming the chosen backends.
+  one ``OK`` line naming the chosen backends;
+* ``crucible-train logs sync RUN_DIR [--timeout S] [--exit-code N] [--config FILE]
+  [key=value ...]`` delivers the rows network metrics sinks left spooled under
+  ``RUN_DIR`` (see :mod:`crucible_train.logs_sync`).
 
 Exit codes: 0 success; 1 an unexpected error (one line, plus a hint to re-run with
 ``--debug`` for the traceback); 2 a usage or configuration error, reported as one
-``error: ...`` line per problem on stderr.
+``error: ...`` line per problem on stderr; 3 (``logs sync``) rows are still spooled.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TextIO
 from crucible_train import __version__
 from crucible_train.container import load_config
 from crucible_train.errors import CrucibleError
+from crucible_train.logs_sync import run_logs_sync
 
 __all__ = ["main"]
 
@@ -97,6 +101,52 @@ def _build_parser() -> argparse.ArgumentParser:
         "listing every problem.",
         parents=[options, debug],
     )
+
+    logs = commands.add_parser(
+        "logs",
+        help="manage experiment-tracking logs (W&B, Neptune)",
+        description="Manage what network metrics sinks logged.",
+        parents=[debug],
+    )
+    logs.set_defaults(show_help=logs.print_help)
+    logs_commands = logs.add_subparsers(dest="logs_command", metavar="ACTION")
+    sync = logs_commands.add_parser(
+        "sync",
+        help="deliver rows a run left spooled (service down, process died)",
+        description="Find every sink spool under RUN_DIR/spool/, send what it holds in "
+        "order, then mark the run finished. Secrets come from the environment "
+        "(WANDB_API_KEY, NEPTUNE_API_TOKEN). Exit 0 when everything was delivered, 3 when "
+        "rows remain, 2 on a configuration problem.",
+        parents=[debug],
+    )
+    # RUN_DIR comes before the overrides (the shared options put them first).
+    sync.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
+    sync.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted configuration overrides, e.g. http.requests.default_timeout=60",
+    )
+    sync.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file merged over the packaged containers.yaml (for the http settings)",
+    )
+    sync.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds to spend per sink at most (default: 120)",
+    )
+    sync.add_argument(
+        "--exit-code",
+        type=int,
+        default=None,
+        metavar="N",
+        help="exit code to record for a run whose process died before closing its sinks "
+        "(default: 1, failed); a recorded exit code always wins",
+    )
     return parser
 
 
@@ -108,6 +158,14 @@ def _report(error: CrucibleError, stream: TextIO) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "logs" and getattr(args, "logs_command", None) == "sync":
+        return run_logs_sync(
+            args.run_dir,
+            timeout=args.timeout,
+            exit_code=args.exit_code,
+            config_file=args.config,
+            overrides=args.overrides,
+        )
     if args.command != "config" or args.config_command is None:
         # No action chosen: show what exists rather than doing nothing silently.
         args.show_help(sys.stderr)
@@ -127,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0 success, 1 unexpected error, 2 usage or configuration error.
+        The exit code: 0 success, 1 unexpected error, 2 usage or configuration error,
+        3 rows still spooled after ``logs sync``.
     """
     parser = _build_parser()
     try:

@@ -6,7 +6,7 @@ here whose fields are exactly that adapter's keyword arguments; the container
 (:mod:`crucible_train.container`) parses the YAML, interpolates environment variables and
 then hands each backend's sub-block to :func:`validate_settings`.
 
-Field metadata marks the two kinds of field that need special treatment:
+Field metadata marks the kinds of field that need special treatment:
 
 * :func:`secret_field` - the value is a credential. It may only come from an environment
   variable (``token: ${HF_TOKEN:}``), is shown as ``***`` by :func:`redact` and in
@@ -14,6 +14,9 @@ Field metadata marks the two kinds of field that need special treatment:
 * :func:`path_field` - a filesystem path. Relative values are made absolute against the
   directory the command was started in (:func:`resolve_path_fields`), so a config never
   silently means a different directory depending on where a library call happens.
+* :func:`required_when_selected_field` - the value may stay ``null`` in the file (the
+  packaged ``containers.yaml`` cannot know your W&B project) but must be set once its
+  backend is selected; :func:`unset_required_fields` reports it.
 
 Adding a backend is: write its settings schema here, then add one entry to
 ``crucible_train.container.BACKENDS``.
@@ -34,20 +37,29 @@ import attrs
 __all__ = [
     "PATH_METADATA_KEY",
     "REDACTED",
+    "REQUIRED_WHEN_SELECTED_METADATA_KEY",
     "SECRET_METADATA_KEY",
+    "ConsoleMetricsSinkSettings",
     "FieldSpec",
     "FilesBlobStoreSettings",
     "FilesDatasetStoreSettings",
+    "FilesMetricsSinkSettings",
     "HuggingFaceHubSettings",
     "MemoryVectorStoreSettings",
+    "MetricsSettings",
+    "NeptuneMetricsSinkSettings",
     "NoopSettings",
+    "RequestsHttpSettings",
+    "WandbMetricsSinkSettings",
     "coerce_env_text",
     "field_specs",
     "path_field",
     "redact",
+    "required_when_selected_field",
     "resolve_path_fields",
     "secret_field",
     "settings_to_dict",
+    "unset_required_fields",
     "validate_settings",
 ]
 
@@ -56,6 +68,9 @@ SECRET_METADATA_KEY = "crucible_train.secret_env"
 
 PATH_METADATA_KEY = "crucible_train.path"
 """attrs metadata key: ``True`` on fields holding a filesystem path."""
+
+REQUIRED_WHEN_SELECTED_METADATA_KEY = "crucible_train.required_when_selected"
+"""attrs metadata key: ``True`` on fields that must be set when their backend is selected."""
 
 REDACTED = "***"
 """What a set secret is replaced with for display."""
@@ -102,6 +117,25 @@ def path_field(*, default: Any = attrs.NOTHING, validator: Any = None) -> Any:
     return attrs.field(default=default, validator=validator, metadata={PATH_METADATA_KEY: True})
 
 
+def required_when_selected_field(*, validator: Any = None) -> Any:
+    """Declare a field that may be ``null`` in the file but is needed once selected.
+
+    Use a ``X | None`` annotation. Validation of an unselected backend accepts ``null``;
+    for a selected backend :func:`unset_required_fields` reports it, so a missing W&B
+    project is a configuration error at start-up, not a failure on the first metric.
+
+    Args:
+        validator: an optional extra attrs validator (it must accept ``None``).
+
+    Returns:
+        An ``attrs.field`` defaulting to ``None``, marked with
+        :data:`REQUIRED_WHEN_SELECTED_METADATA_KEY`.
+    """
+    return attrs.field(
+        default=None, validator=validator, metadata={REQUIRED_WHEN_SELECTED_METADATA_KEY: True}
+    )
+
+
 def _greater_than(bound: float) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     # Messages start with the field name so validate_settings can prefix the key path.
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -111,9 +145,34 @@ def _greater_than(bound: float) -> Callable[[Any, attrs.Attribute[Any], Any], No
     return check
 
 
+def _at_least(bound: float) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not value >= bound:
+            raise ValueError(f"{attribute.name}: must be at least {bound:g}, got {value!r}")
+
+    return check
+
+
 def _finite(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{attribute.name}: must be a finite number, got {value!r}")
+
+
+def _not_blank(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"{attribute.name}: must not be empty")
+
+
+def _http_url(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str) and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{attribute.name}: must start with http:// or https://, got {value!r}")
+
+
+def _workspace_project(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, str):
+        workspace, sep, project = value.partition("/")
+        if not (sep and workspace.strip() and project.strip()) or "/" in project:
+            raise ValueError(f"{attribute.name}: expected 'workspace/project', got {value!r}")
 
 
 # --- schemas ----------------------------------------------------------------------------
@@ -176,6 +235,122 @@ class HuggingFaceHubSettings:
     timeout: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
 
 
+@attrs.frozen(kw_only=True)
+class RequestsHttpSettings:
+    """``http.requests``: blocking HTTP over a pooled ``requests`` session.
+
+    Args:
+        pool_size: connections kept open per host.
+        default_timeout: seconds for a request that gives no timeout of its own.
+        user_agent: the ``User-Agent`` header of every request.
+    """
+
+    pool_size: int = attrs.field(default=10, validator=_greater_than(0))
+    default_timeout: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
+    user_agent: str = attrs.field(default="crucible-train/0.2.0", validator=_not_blank)
+
+
+@attrs.frozen(kw_only=True)
+class MetricsSettings:
+    """The ``metrics`` block's own keys (besides ``sinks`` and the per-sink sub-blocks).
+
+    Args:
+        run_dir: the run directory; passed as ``run_dir=`` to every sink whose
+            constructor takes one (files writes there, W&B and Neptune spool there).
+    """
+
+    run_dir: str = path_field(default="runs/default", validator=_not_blank)
+
+
+@attrs.frozen(kw_only=True)
+class FilesMetricsSinkSettings:
+    """``metrics.files``: metrics.jsonl, config.json and texts in ``metrics.run_dir``.
+
+    No settings of its own: the directory is ``metrics.run_dir``.
+    """
+
+
+@attrs.frozen(kw_only=True)
+class ConsoleMetricsSinkSettings:
+    """``metrics.console``: a rich table per step on stderr.
+
+    Args:
+        every: print every N-th ``log_metrics`` call (1: all of them).
+        width: console width in characters; ``None`` detects the terminal's.
+    """
+
+    every: int = attrs.field(default=1, validator=_greater_than(0))
+    width: int | None = attrs.field(default=None, validator=_greater_than(0))
+
+
+@attrs.frozen(kw_only=True)
+class WandbMetricsSinkSettings:
+    """``metrics.wandb``: Weights & Biases over HTTP (``http.backend`` must not be noop).
+
+    Args:
+        api_key: W&B API key, only from ``${WANDB_API_KEY}``.
+        project: W&B project; required when the sink is selected.
+        entity: W&B user or team; ``None`` uses the key's default entity.
+        run_name: display name of the run; ``None`` lets W&B pick one.
+        run_id: run id to create or resume; ``None`` generates one.
+        base_url: W&B API server.
+        app_url: W&B web UI used for the run URL; ``None`` derives it from ``base_url``.
+        rate_per_s: sustained requests per second to the history stream.
+        burst: requests that may go out back to back.
+        heartbeat_s: seconds between keep-alive posts while idle.
+        close_timeout_s: seconds ``close`` waits for pending rows to be delivered.
+        min_backoff_s: first retry delay after a failed request.
+        max_backoff_s: longest retry delay.
+        request_timeout_s: seconds per HTTP request.
+    """
+
+    api_key: str = secret_field(env="WANDB_API_KEY")
+    project: str | None = required_when_selected_field(validator=_not_blank)
+    entity: str | None = attrs.field(default=None, validator=_not_blank)
+    run_name: str | None = None
+    run_id: str | None = attrs.field(default=None, validator=_not_blank)
+    base_url: str = attrs.field(default="https://api.wandb.ai", validator=_http_url)
+    app_url: str | None = attrs.field(default=None, validator=_http_url)
+    rate_per_s: float = attrs.field(default=0.5, validator=[_finite, _greater_than(0)])
+    burst: int = attrs.field(default=4, validator=_greater_than(0))
+    heartbeat_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
+    close_timeout_s: float = attrs.field(default=30.0, validator=[_finite, _at_least(0)])
+    min_backoff_s: float = attrs.field(default=2.0, validator=[_finite, _greater_than(0)])
+    max_backoff_s: float = attrs.field(default=60.0, validator=[_finite, _greater_than(0)])
+    request_timeout_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
+
+
+@attrs.frozen(kw_only=True)
+class NeptuneMetricsSinkSettings:
+    """``metrics.neptune``: Neptune over HTTP (``http.backend`` must not be noop).
+
+    Args:
+        api_token: Neptune API token, only from ``${NEPTUNE_API_TOKEN}``.
+        project: ``workspace/project``; required when the sink is selected.
+        run_name: experiment name of the run; ``None`` leaves it unnamed.
+        api_url: Neptune API server; ``None`` takes it from the token.
+        rate_per_s: sustained operation batches per second.
+        burst: batches that may go out back to back.
+        ping_s: seconds between liveness pings while idle.
+        close_timeout_s: seconds ``close`` waits for pending operations.
+        tags: written to ``sys/tags``.
+        request_timeout_s: seconds per HTTP request.
+        max_backoff_s: longest wait between retries while the server is unreachable.
+    """
+
+    api_token: str = secret_field(env="NEPTUNE_API_TOKEN")
+    project: str | None = required_when_selected_field(validator=_workspace_project)
+    run_name: str | None = None
+    api_url: str | None = attrs.field(default=None, validator=_http_url)
+    rate_per_s: float = attrs.field(default=1.0, validator=[_finite, _greater_than(0)])
+    burst: int = attrs.field(default=4, validator=_greater_than(0))
+    ping_s: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
+    close_timeout_s: float = attrs.field(default=30.0, validator=[_finite, _at_least(0)])
+    tags: list[str] = attrs.field(factory=list)
+    request_timeout_s: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
+    max_backoff_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
+
+
 # --- introspection ----------------------------------------------------------------------
 
 
@@ -191,6 +366,8 @@ class FieldSpec:
             required).
         secret_env: the environment variable of a secret field, else ``None``.
         is_path: ``True`` when the value is a filesystem path.
+        required_when_selected: ``True`` when ``None`` is accepted in the file but not
+            once the backend is selected.
     """
 
     name: str
@@ -199,6 +376,7 @@ class FieldSpec:
     default: Any
     secret_env: str | None
     is_path: bool
+    required_when_selected: bool = False
 
     @property
     def is_secret(self) -> bool:
@@ -249,6 +427,9 @@ def field_specs(schema: type) -> dict[str, FieldSpec]:
             default=default,
             secret_env=field.metadata.get(SECRET_METADATA_KEY),
             is_path=bool(field.metadata.get(PATH_METADATA_KEY, False)),
+            required_when_selected=bool(
+                field.metadata.get(REQUIRED_WHEN_SELECTED_METADATA_KEY, False)
+            ),
         )
     _SPECS[schema] = specs
     return dict(specs)
@@ -445,6 +626,42 @@ def validate_settings(
         joiner = "." if sep and name in specs else ": "
         return None, [f"{key_path}{joiner}{message}"]
     return instance, []
+
+
+def unset_required_fields(schema: type, values: Any, key_path: str) -> list[str]:
+    """Problems for :func:`required_when_selected_field` fields left ``None``.
+
+    Call it for a *selected* backend. It works on the raw values too, so a missing
+    project is reported together with a missing secret even though no instance can be
+    built yet.
+
+    Args:
+        schema: the settings schema.
+        values: a validated instance, or a mapping of the values given (absent = ``None``).
+        key_path: dotted prefix for messages, e.g. ``"metrics.wandb"``.
+
+    Returns:
+        One problem per unset field, e.g. ``metrics.wandb.project: must be set when this
+        backend is selected; expected a string``.
+    """
+    problems = []
+    for spec in field_specs(schema).values():
+        if not spec.required_when_selected:
+            continue
+        if isinstance(values, Mapping):
+            value = values.get(spec.name)
+        else:
+            value = getattr(values, spec.name, None)
+        if value is None:
+            arms = [
+                arm for arm in (_union_args(spec.type) or (spec.type,)) if arm is not type(None)
+            ]
+            expected = " or ".join(_describe(arm) for arm in arms) or spec.describe()
+            problems.append(
+                f"{key_path}.{spec.name}: must be set when this backend is selected; "
+                f"expected {expected}"
+            )
+    return problems
 
 
 def _suggest(name: str, valid: list[str]) -> str:

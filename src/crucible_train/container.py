@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib.resources
+import inspect
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,10 +37,13 @@ import attrs
 import yaml
 from dependency_injector import containers, providers
 
+from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
+from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
 from crucible_train.adapters.memory.vector_store import NumpyVectorStore
+from crucible_train.adapters.neptune.metrics_sink import NeptuneMetricsSink
 from crucible_train.adapters.noop import (
     NoopBlobStore,
     NoopDatasetStore,
@@ -54,18 +58,27 @@ from crucible_train.adapters.noop import (
     NoopTrainingClient,
     NoopVectorStore,
 )
+from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
+from crucible_train.adapters.wandb.metrics_sink import WandbMetricsSink
 from crucible_train.config import (
+    ConsoleMetricsSinkSettings,
     FieldSpec,
     FilesBlobStoreSettings,
     FilesDatasetStoreSettings,
+    FilesMetricsSinkSettings,
     HuggingFaceHubSettings,
     MemoryVectorStoreSettings,
+    MetricsSettings,
+    NeptuneMetricsSinkSettings,
     NoopSettings,
+    RequestsHttpSettings,
+    WandbMetricsSinkSettings,
     coerce_env_text,
     field_specs,
     redact,
     resolve_path_fields,
     settings_to_dict,
+    unset_required_fields,
     validate_settings,
 )
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
@@ -88,6 +101,7 @@ from crucible_train.ports import (
 
 __all__ = [
     "BACKENDS",
+    "INJECTED_ARGUMENTS",
     "PACKAGED_CONFIG",
     "AppContainer",
     "Backend",
@@ -122,8 +136,17 @@ BACKENDS: dict[str, dict[str, Backend]] = {
     "tokenizer": {"noop": Backend(adapter=NoopTokenizer, settings=NoopSettings)},
     "model_info": {"noop": Backend(adapter=NoopModelInfo, settings=NoopSettings)},
     # metrics backends are sink names listed in ``metrics.sinks``, not a ``backend:``.
-    "metrics": {"noop": Backend(adapter=NoopMetricsSink, settings=NoopSettings)},
-    "http": {"noop": Backend(adapter=NoopHttpClient, settings=NoopSettings)},
+    "metrics": {
+        "console": Backend(adapter=ConsoleMetricsSink, settings=ConsoleMetricsSinkSettings),
+        "files": Backend(adapter=FilesMetricsSink, settings=FilesMetricsSinkSettings),
+        "neptune": Backend(adapter=NeptuneMetricsSink, settings=NeptuneMetricsSinkSettings),
+        "noop": Backend(adapter=NoopMetricsSink, settings=NoopSettings),
+        "wandb": Backend(adapter=WandbMetricsSink, settings=WandbMetricsSinkSettings),
+    },
+    "http": {
+        "noop": Backend(adapter=NoopHttpClient, settings=NoopSettings),
+        "requests": Backend(adapter=RequestsHttpClient, settings=RequestsHttpSettings),
+    },
     "embedding": {"noop": Backend(adapter=NoopEmbeddingClient, settings=NoopSettings)},
     "llm": {"noop": Backend(adapter=NoopLLMClient, settings=NoopSettings)},
     "blob_store": {
@@ -146,6 +169,19 @@ BACKENDS: dict[str, dict[str, Backend]] = {
 """Port key → backend name → :class:`Backend`. ``metrics`` lists sink backends."""
 
 METRICS_PORT = "metrics"  # the one port configured by a list of sinks instead of `backend:`
+
+INJECTED_ARGUMENTS = ("http", "run_dir")
+"""Metrics sink constructor arguments the container fills in, never settings:
+``run_dir`` from ``metrics.run_dir`` and ``http`` with the ``http`` port's adapter.
+A sink receives each one only if its constructor has a parameter of that name."""
+
+
+def _takes(adapter: type, argument: str) -> bool:
+    """Whether ``adapter``'s constructor has a parameter named ``argument``."""
+    try:
+        return argument in inspect.signature(adapter).parameters
+    except (TypeError, ValueError):  # builtins without signatures take nothing of ours
+        return False
 
 
 # --- YAML reading -----------------------------------------------------------------------
@@ -494,7 +530,20 @@ class _Validator:
                 )
                 continue
             resolved[port] = self.metrics(block) if port == METRICS_PORT else self.port(port, block)
+        self.sinks_have_http(resolved)
         return resolved
+
+    def sinks_have_http(self, resolved: dict[str, Any]) -> None:
+        """A selected sink that talks HTTP needs a real ``http.backend``."""
+        http = resolved.get("http", {}).get("backend")
+        if http != "noop":
+            return  # a real client, or an invalid backend that is reported already
+        for index, name in enumerate(resolved.get(METRICS_PORT, {}).get("sinks", [])):
+            if _takes(BACKENDS[METRICS_PORT][name].adapter, "http"):
+                self.report.add(
+                    f"{METRICS_PORT}.sinks[{index}]: sink {name!r} sends its data over HTTP, "
+                    "but http.backend is 'noop'; set http.backend: requests"
+                )
 
     def port(self, port: str, block: dict[Any, Any]) -> dict[str, Any]:
         """A port chosen by ``backend:``: check the name, then the sub-blocks."""
@@ -516,7 +565,7 @@ class _Validator:
                 self.report.add(f"{port}.backend: unknown backend {name!r}; valid: {valid}")
             else:
                 chosen.append(name)
-        blocks = self.sub_blocks(port, block, selected=chosen, reserved="backend")
+        blocks = self.sub_blocks(port, block, selected=chosen, reserved=("backend",))
         return {"backend": chosen[0] if chosen else None, **blocks}
 
     def metrics(self, block: dict[Any, Any]) -> dict[str, Any]:
@@ -561,20 +610,27 @@ class _Validator:
                 "list sink names instead, e.g. sinks: [noop]"
             )
             block = {key: value for key, value in block.items() if key != "backend"}
-        return {"sinks": sinks, **self.sub_blocks(port, block, selected=sinks, reserved="sinks")}
+        own = {key: block[key] for key in field_specs(MetricsSettings) if key in block}
+        settings = self.validate_block(MetricsSettings, port, own, selected=True) or {}
+        reserved = ("sinks", *field_specs(MetricsSettings))
+        return {
+            "sinks": sinks,
+            **settings,
+            **self.sub_blocks(port, block, selected=sinks, reserved=reserved),
+        }
 
     def sub_blocks(
-        self, port: str, block: dict[Any, Any], *, selected: list[str], reserved: str
+        self, port: str, block: dict[Any, Any], *, selected: list[str], reserved: Sequence[str]
     ) -> dict[str, Any]:
         """Validate every backend sub-block present (and the selected ones even if absent).
 
         Returns the resolved settings of the selected backends only, in ``selected`` order.
         """
         backends = BACKENDS[port]
-        keys = [reserved, *sorted(backends)]
+        keys = [*reserved, *sorted(backends)]
         resolved: dict[str, Any] = {}
         for key, raw in block.items():
-            if key == reserved:
+            if key in reserved:
                 continue
             if key not in backends:
                 self.report.add(
@@ -596,7 +652,12 @@ class _Validator:
         converted to the field's type. Paths are made absolute.
         """
         backend = BACKENDS[port][name]
-        key_path = f"{port}.{name}"
+        return self.validate_block(backend.settings, f"{port}.{name}", raw, selected=selected)
+
+    def validate_block(
+        self, schema: type, key_path: str, raw: Any, *, selected: bool
+    ) -> dict[str, Any] | None:
+        """Validate one settings mapping against ``schema``; return its resolved settings."""
         if raw is None:
             raw = {}  # `noop:` with nothing after it means "no settings"
         if not isinstance(raw, dict):
@@ -604,7 +665,7 @@ class _Validator:
                 f"{key_path}: expected a mapping of settings, got {_shown(_raw_text(raw))}"
             )
             return None
-        specs = field_specs(backend.settings)
+        specs = field_specs(schema)
         values: dict[str, Any] = {}
         # Fields already reported (or, for unselected backends, secrets not needed): leave
         # them out and do not let validate_settings call them missing a second time.
@@ -643,13 +704,18 @@ class _Validator:
                     failed.add(key)
                     del values[key]
         instance, problems = validate_settings(
-            backend.settings,
+            schema,
             values,
             key_path,
             allow_missing=failed,
             unquoted={key for key, value in raw.items() if _from_env(value)},
         )
         self.report.extend(problems)
+        if selected:
+            # Checked on the given values so that it is reported even when a missing
+            # secret kept the instance from being built.
+            given = {k: v for k, v in values.items() if k not in failed}
+            self.report.extend(unset_required_fields(schema, given, key_path))
         if instance is None or len(self.report.problems) > before:
             return None
         return settings_to_dict(resolve_path_fields(instance, self.base_dir))
@@ -708,6 +774,17 @@ class ResolvedConfig:
     sources: tuple[str, ...]
     secret_keys: frozenset[str]
     _data: dict[str, Any] = attrs.field(alias="data")
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values of every set secret, for value-based redaction (never print them)."""
+        values: list[str] = []
+        for dotted in sorted(self.secret_keys):
+            node: Any = self._data
+            for part in dotted.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, str) and node:
+                values.append(node)
+        return tuple(values)
 
     def as_dict(self, *, redact_secrets: bool = True) -> dict[str, Any]:
         """A deep copy of the configuration as plain data.
@@ -810,8 +887,13 @@ class _Closable(Protocol):
 _C = TypeVar("_C", bound=_Closable)
 
 
-def _closing(adapter: _C) -> Iterator[_C]:
-    """Resource initializer: hand out ``adapter``; close it at ``shutdown_resources()``."""
+def _closing(adapter: _C, *close_before: object) -> Iterator[_C]:
+    """Resource initializer: hand out ``adapter``; close it at ``shutdown_resources()``.
+
+    ``close_before`` lists other resources' values only so that dependency-injector knows
+    this resource depends on them and shuts it down first (it orders shutdown by direct
+    dependencies between resources).
+    """
     yield adapter
     adapter.close()
 
@@ -830,12 +912,16 @@ class AppContainer(containers.DeclarativeContainer):
     the validated configuration into ``config`` and fills each selector with one
     ``Singleton`` branch per registered backend. Only the branch named by
     ``config.<port>.backend`` is ever constructed. ``metrics`` multiplexes the sinks
-    listed in ``config.metrics.sinks``.
+    listed in ``config.metrics.sinks``; each sink whose constructor takes ``run_dir`` gets
+    ``config.metrics.run_dir`` and each that takes ``http`` gets the ``http`` port's
+    adapter (see :data:`INJECTED_ARGUMENTS`).
 
     Closable ports (those whose protocol has ``close()``: ``http`` and ``metrics``) also
     have a ``<port>_resource`` wrapping the selected adapter: get them through it (or call
     ``init_resources()``) and ``shutdown_resources()`` closes them. The resource wraps the
-    selector's output, never a branch, so unselected adapters are never built.
+    selector's output, never a branch, so unselected adapters are never built. The
+    metrics resource depends on the http resource, so sinks are closed (and deliver their
+    last rows) before the HTTP client they use.
     """
 
     config = providers.Configuration(strict=True)
@@ -860,15 +946,26 @@ class AppContainer(containers.DeclarativeContainer):
     metrics = providers.Singleton[MetricsSink](MultiplexMetricsSink, sinks=metrics_sinks)
 
     http_resource = providers.Resource[HttpClient](_closing, http)
-    metrics_resource = providers.Resource[MetricsSink](_closing, metrics)
+    # Sinks that talk HTTP flush in close(): close them before the HTTP client they use.
+    metrics_resource = providers.Resource[MetricsSink](_closing, metrics, http_resource)
 
 
 def _branch(
     container: AppContainer, port: str, name: str, backend: Backend
 ) -> providers.Provider[Any]:
-    """A Singleton building ``backend.adapter`` from ``config.<port>.<name>.<field>``."""
+    """A Singleton building ``backend.adapter`` from ``config.<port>.<name>.<field>``.
+
+    Metrics sinks also get the :data:`INJECTED_ARGUMENTS` their constructor names:
+    ``run_dir`` (``metrics.run_dir``) and ``http`` (the ``http`` port's adapter, the same
+    instance every other user of the port gets).
+    """
     block = container.config[port][name]
-    kwargs = {field: block[field] for field in field_specs(backend.settings)}
+    kwargs: dict[str, Any] = {field: block[field] for field in field_specs(backend.settings)}
+    if port == METRICS_PORT:
+        if _takes(backend.adapter, "run_dir"):
+            kwargs["run_dir"] = container.config.metrics.run_dir
+        if _takes(backend.adapter, "http"):
+            kwargs["http"] = container.http
     return providers.Singleton(backend.adapter, **kwargs)
 
 
@@ -895,6 +992,8 @@ def container_from_config(resolved: ResolvedConfig) -> AppContainer:
         else:
             selector: providers.Selector[Any] = getattr(container, port)
             selector.set_providers(**branches)
+    # Every configured secret is masked wherever it shows up in a logged run config.
+    container.metrics.add_kwargs(secrets=resolved.secret_values())
     return container
 
 

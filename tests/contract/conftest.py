@@ -22,15 +22,23 @@ adapter that refuses all work. Port-specific conventions for factories:
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import pathlib
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
+from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.memory.vector_store import NumpyVectorStore
+from crucible_train.adapters.neptune.metrics_sink import NeptuneMetricsSink
 from crucible_train.adapters.noop import (
     NoopBlobStore,
     NoopDatasetStore,
@@ -45,6 +53,7 @@ from crucible_train.adapters.noop import (
     NoopTrainingClient,
     NoopVectorStore,
 )
+from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
 from crucible_train.ports import PORTS
 
 
@@ -55,13 +64,59 @@ def _huggingface_hub(tmp_path: pathlib.Path) -> object:
     return HuggingFaceHubClient(cache_dir=str(tmp_path / "hf-cache"), offline=True, timeout=2.0)
 
 
+def _neptune_unreachable(tmp_path: pathlib.Path) -> object:
+    # A loopback port nobody listens on: every connection is refused, so this checks that
+    # logging never blocks or raises while the server is unreachable.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"http://127.0.0.1:{port}"
+    token = base64.b64encode(
+        json.dumps({"api_address": address, "api_url": address, "api_key": "k"}).encode()
+    ).decode()
+    return NeptuneMetricsSink(
+        http=RequestsHttpClient(pool_size=2, default_timeout=2.0),
+        run_dir=str(tmp_path / "run"),
+        api_token=token,
+        project="ws/proj",
+        close_timeout_s=0.2,
+        request_timeout_s=1.0,
+    )
+
+
+def _wandb_unreachable(tmp_path: pathlib.Path) -> object:
+    # Like Neptune's: a loopback port nobody listens on, so logging must neither block nor
+    # raise while W&B is unreachable, and close() returns after close_timeout_s.
+    from crucible_train.adapters.wandb.metrics_sink import WandbMetricsSink
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return WandbMetricsSink(
+        http=RequestsHttpClient(pool_size=2, default_timeout=2.0),
+        run_dir=str(tmp_path / "run"),
+        api_key="contract0123456789abcdef0123456789abcdef",
+        project="p",
+        base_url=f"http://127.0.0.1:{port}",
+        close_timeout_s=0.2,
+        request_timeout_s=1.0,
+    )
+
+
 CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
     ("training", "noop"): lambda _tmp: NoopTrainingClient(),
     ("sampling", "noop"): lambda _tmp: NoopSamplingClient(),
     ("tokenizer", "noop"): lambda _tmp: NoopTokenizer(),
     ("model_info", "noop"): lambda _tmp: NoopModelInfo(),
     ("metrics", "noop"): lambda _tmp: NoopMetricsSink(),
+    ("metrics", "files"): lambda tmp: FilesMetricsSink(run_dir=str(tmp / "run")),
+    ("metrics", "console"): lambda _tmp: ConsoleMetricsSink(
+        console=Console(file=io.StringIO(), width=120)
+    ),
+    ("metrics", "neptune"): _neptune_unreachable,
+    ("metrics", "wandb"): _wandb_unreachable,
     ("http", "noop"): lambda _tmp: NoopHttpClient(),
+    ("http", "requests"): lambda _tmp: RequestsHttpClient(pool_size=2, default_timeout=5.0),
     ("embedding", "noop"): lambda _tmp: NoopEmbeddingClient(),
     ("llm", "noop"): lambda _tmp: NoopLLMClient(),
     ("blob_store", "noop"): lambda _tmp: NoopBlobStore(),

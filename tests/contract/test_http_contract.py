@@ -1,13 +1,25 @@
-"""HttpClient contract: protocol conformance, idempotent close; noop refuses requests."""
+"""HttpClient contract: protocol conformance, idempotent close; noop refuses requests;
+working adapters talk to a real ``http.server`` on 127.0.0.1 (a real socket, no mocks)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from crucible_train.errors import BackendNotConfiguredError
+from crucible_train.errors import (
+    BackendNotConfiguredError,
+    HttpConnectionError,
+    HttpTimeoutError,
+    PermanentHttpError,
+    RetryableHttpError,
+)
 
 PORT = "http"
 
@@ -35,3 +47,123 @@ def test_calls_cover_every_port_method(port_work_methods):
 def test_unconfigured_adapter_refuses(unconfigured_adapter, method):
     with pytest.raises(BackendNotConfiguredError, match=rf"\b{PORT}\.backend\b"):
         CALLS[method](unconfigured_adapter)
+
+
+# --- working adapters against a loopback server ----------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes: /echo (200 JSON echo), /missing (404), /busy (503 + Retry-After), /hang."""
+
+    release: threading.Event  # set on the server class by the fixture
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        return
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _route(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if self.path.startswith("/echo"):
+            self._send(
+                200,
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "json": json.loads(raw) if raw else None,
+                    "x_test": self.headers.get("X-Test"),
+                },
+            )
+        elif self.path == "/missing":
+            self._send(404, {"message": "no such run"})
+        elif self.path == "/busy":
+            self._send(503, {"message": "overloaded"}, {"Retry-After": "2"})
+        elif self.path == "/hang":
+            # Never answer; wait (bounded) until the test is over, then drop the socket.
+            type(self).release.wait(timeout=30)
+            self.close_connection = True
+        else:
+            self._send(500, {"message": "unknown route"})
+
+    do_GET = do_POST = _route  # noqa: N815 - http.server's naming
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """A threaded HTTP server on an ephemeral loopback port; yields its base URL."""
+    release = threading.Event()
+    handler = type("Handler", (_Handler,), {"release": release})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_json_round_trip(working_adapter, server):
+    response = working_adapter.request(
+        "POST",
+        f"{server}/echo",
+        json={"loss": 0.5, "name": "run"},
+        headers={"X-Test": "yes"},
+        params={"page": "2"},
+        timeout=5.0,
+    )
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "method": "POST",
+        "path": "/echo?page=2",
+        "json": {"loss": 0.5, "name": "run"},
+        "x_test": "yes",
+    }
+
+
+def test_404_is_permanent(working_adapter, server):
+    with pytest.raises(PermanentHttpError) as info:
+        working_adapter.request("GET", f"{server}/missing", timeout=5.0)
+    assert info.value.status == 404
+    assert "no such run" in str(info.value)
+
+
+def test_503_is_retryable_with_retry_after(working_adapter, server):
+    with pytest.raises(RetryableHttpError) as info:
+        working_adapter.request("POST", f"{server}/busy", json={}, timeout=5.0)
+    assert info.value.status == 503
+    assert info.value.retry_after == 2.0
+    assert "overloaded" in (info.value.body or "")
+
+
+def test_server_that_never_answers_times_out_within_timeout(working_adapter, server):
+    started = time.monotonic()
+    with pytest.raises(HttpTimeoutError):
+        working_adapter.request("GET", f"{server}/hang", timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 1.5
+
+
+def test_refused_connection_is_retryable(working_adapter):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(HttpConnectionError):
+        working_adapter.request("GET", f"http://127.0.0.1:{port}/", timeout=2.0)
+
+
+def test_connections_are_reused_across_calls(working_adapter, server):
+    for _ in range(5):
+        assert working_adapter.request("GET", f"{server}/echo", timeout=5.0).status == 200

@@ -18,14 +18,17 @@ import attrs
 import pytest
 import yaml
 
+from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
+from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
 from crucible_train.adapters.memory.vector_store import NumpyVectorStore
 from crucible_train.adapters.noop import NoopMetricsSink, NoopTrainingClient
 from crucible_train.config import NoopSettings, field_specs, secret_field, validate_settings
 from crucible_train.container import (
     BACKENDS,
+    INJECTED_ARGUMENTS,
     AppContainer,
     Backend,
     ResolvedConfig,
@@ -41,6 +44,7 @@ from fakes import RecordingMetricsSink
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hf_Distinctive_S3cret_value_9182"
 PORT_KEYS = list(PORTS)
+SINKS = ", ".join(sorted(BACKENDS["metrics"]))  # valid sink names, as messages list them
 
 
 # --- test-only backends -------------------------------------------------------------------
@@ -140,8 +144,8 @@ def test_packaged_default_chooses_the_offline_profile(tmp_path: Path) -> None:
         "sampling": "noop",
         "tokenizer": "noop",
         "model_info": "noop",
-        "metrics": ["noop"],
-        "http": "noop",
+        "metrics": ["files", "console"],
+        "http": "requests",
         "embedding": "noop",
         "llm": "noop",
         "blob_store": "files",
@@ -150,6 +154,7 @@ def test_packaged_default_chooses_the_offline_profile(tmp_path: Path) -> None:
         "hub": "huggingface",
     }
     data = resolved.as_dict()
+    assert data["metrics"]["run_dir"] == str(tmp_path / "runs" / "default")
     assert data["blob_store"]["files"]["root"] == str(tmp_path / "runs" / "blobs")
     assert data["dataset_store"]["files"]["root"] == str(tmp_path)
     assert data["hub"]["huggingface"]["token"] is None  # optional secret, unset
@@ -184,6 +189,8 @@ def test_packaged_config_is_found_from_any_working_directory(
 
 
 def test_every_registered_backend_matches_its_adapter_signature() -> None:
+    # Settings are exactly the keyword-only arguments, except those the container injects
+    # (metrics sinks' run_dir and http) and optional code-only ones (console=).
     for port, backends in BACKENDS.items():
         assert port in PORTS
         for name, backend in backends.items():
@@ -191,7 +198,22 @@ def test_every_registered_backend_matches_its_adapter_signature() -> None:
             keywords = {
                 key for key, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
             }
-            assert set(field_specs(backend.settings)) == keywords, f"{port}.{name}"
+            settings = set(field_specs(backend.settings))
+            injected = set(INJECTED_ARGUMENTS) if port == "metrics" else set()
+            assert settings <= keywords, f"{port}.{name}"
+            assert not settings & injected, f"{port}.{name}"
+            for extra in keywords - settings - injected:
+                assert parameters[extra].default is not inspect.Parameter.empty, (
+                    f"{port}.{name}: {extra} is neither a setting nor injected, so it needs "
+                    "a default"
+                )
+            positional = [
+                key
+                for key, p in parameters.items()
+                if p.kind is not inspect.Parameter.KEYWORD_ONLY
+                and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+            ]
+            assert positional == [], f"{port}.{name}: adapters take keyword arguments only"
 
 
 def test_every_registered_schema_has_valid_defaults() -> None:
@@ -222,7 +244,7 @@ def test_default_container_builds_the_selected_adapters(app: AppContainer, tmp_p
 def test_metrics_multiplexes_the_listed_sinks(app: AppContainer) -> None:
     metrics = app.metrics()
     assert isinstance(metrics, MultiplexMetricsSink)
-    assert [type(sink) for sink in metrics.sinks] == [NoopMetricsSink]
+    assert [type(sink) for sink in metrics.sinks] == [FilesMetricsSink, ConsoleMetricsSink]
     assert app.metrics_sinks() == list(metrics.sinks)
 
 
@@ -469,7 +491,7 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
                 "trainig.backend=noop",
                 "training.backend=keyed",  # missing secret, reported with the rest
                 "sampling.backend=torchh",
-                "metrics.sinks=[noop, noop, wandb]",
+                "metrics.sinks=[noop, noop, tensorboard]",
                 "blob_store.files.root=3",
                 "hub.huggingface.timout=3",
             ],
@@ -487,7 +509,7 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
         "training.keyed.api_key: environment variable CT_TEST_API_KEY is not set",
         "sampling.backend: unknown backend 'torchh'; valid: noop",
         "metrics.sinks[1]: sink 'noop' is listed twice; list each sink once",
-        "metrics.sinks[2]: unknown sink 'wandb'; valid: noop",
+        f"metrics.sinks[2]: unknown sink 'tensorboard'; valid: {SINKS}",
         "blob_store.files.root: expected a string, got 3 (int)",
         "hub.huggingface.timout: unknown setting (did you mean 'timeout'?); "
         "valid: cache_dir, endpoint, offline, timeout, token",
@@ -500,7 +522,7 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
         (
             "metrics.sinks=noop",
             "metrics.sinks: expected a list of sink names such as [noop], got 'noop' (str); "
-            "valid: noop",
+            f"valid: {SINKS}",
         ),
         ("metrics.sinks=[]", "metrics.sinks: is empty; list at least one sink (noop logs nothing)"),
         ("metrics.sinks=[3]", "metrics.sinks[0]: expected a sink name, got 3 (int)"),
@@ -509,7 +531,10 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
             "metrics.backend: metrics has no single backend; "
             "list sink names instead, e.g. sinks: [noop]",
         ),
-        ("metrics.nop={}", "metrics.nop: unknown key (did you mean 'noop'?); valid: sinks, noop"),
+        (
+            "metrics.nop={}",
+            f"metrics.nop: unknown key (did you mean 'noop'?); valid: sinks, run_dir, {SINKS}",
+        ),
         ("training.torch={}", "training.torch: unknown key; valid: backend, noop"),
         ("training.backend=", "training.backend: expected a backend name, got null; valid: noop"),
         ("training=3", "training: expected a mapping with `backend: ...`, got 3 (int)"),

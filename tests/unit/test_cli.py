@@ -60,7 +60,8 @@ def test_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 1
     assert lines[0].startswith("OK: ")
     assert "training=noop" in lines[0]
-    assert "metrics=[noop]" in lines[0]
+    assert "metrics=[files, console]" in lines[0]
+    assert "http=requests" in lines[0]
     assert "blob_store=files" in lines[0]
 
 

@@ -65,3 +65,21 @@ def test_url_comes_from_the_first_sink_that_has_one():
     second.url = "https://example.invalid/run/1"
     assert MultiplexMetricsSink(sinks=[first, second]).get_url() == second.url
     assert MultiplexMetricsSink(sinks=[first]).get_url() is None
+
+
+def test_hparams_are_dumped_json_safe_and_secrets_masked_before_any_sink_sees_them():
+    recorder = RecordingMetricsSink()
+    sink = MultiplexMetricsSink(sinks=[recorder], secrets=["s3cr3t-value"])
+    sink.log_hparams(
+        {
+            "endpoint": "https://host/?auth=s3cr3t-value",
+            "api_key": "anything",
+            "nested": {"lr": 1e-3, "path": __import__("pathlib").Path("/tmp/x")},
+            "nan": math.nan,
+        }
+    )
+    (logged,) = recorder.hparams
+    assert "s3cr3t-value" not in repr(logged)
+    assert logged["api_key"] == "***"
+    assert logged["nested"] == {"lr": 1e-3, "path": "/tmp/x"}
+    assert logged["nan"] == "NaN"

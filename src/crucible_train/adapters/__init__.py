@@ -7,7 +7,11 @@ with :class:`~crucible_train.errors.AdapterUnavailableError` only when it is sel
 Only :mod:`crucible_train.container` imports from here; core code never does.
 
 * ``noop/``: one adapter per port that runs offline with no configuration;
-* ``files/``: local filesystem blob store and JSONL dataset store;
+* ``files/``: local filesystem blob store, JSONL dataset store and run-directory
+  metrics sink;
+* ``console/``: metrics tables on the terminal (``rich``);
+* ``requests_http/``: the HTTP client (``requests``);
 * ``memory/``: in-process numpy vector store;
-* ``huggingface/``: Hugging Face Hub client (needs the ``hub`` extra).
+* ``huggingface/``: Hugging Face Hub client (needs the ``hub`` extra);
+* ``neptune/``: Neptune metrics sink (1.x REST protocol over the HTTP port).
 """

@@ -10,9 +10,10 @@ ones are counted, and :attr:`MultiplexMetricsSink.failures` plus a summary at
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from crucible_train.core.config_dump import dump_config
 from crucible_train.errors import MetricsSinkError
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 
@@ -24,12 +25,19 @@ _log = logging.getLogger(__name__)
 class MultiplexMetricsSink(MetricsSink):
     """Forwards every call to each sink in order, isolating their failures.
 
+    ``log_hparams`` turns the configuration JSON-safe with
+    :func:`~crucible_train.core.config_dump.dump_config` once, redacting secrets by key
+    name and by value, so no sink ever receives a raw config or a secret.
+
     Args:
         sinks: the sinks to feed; their order is the order calls reach them.
+        secrets: secret strings (API keys, tokens) to mask wherever they appear in a
+            logged configuration.
     """
 
-    def __init__(self, *, sinks: Sequence[MetricsSink]) -> None:
+    def __init__(self, *, sinks: Sequence[MetricsSink], secrets: Iterable[str] = ()) -> None:
         self._sinks = tuple(sinks)
+        self._secrets = tuple(secret for secret in secrets if secret)
         self._failures: dict[int, int] = {}
         self._closed = False
 
@@ -68,8 +76,9 @@ class MultiplexMetricsSink(MetricsSink):
         return results
 
     def log_hparams(self, config: Mapping[str, Any]) -> None:
-        """Send the run configuration to every sink."""
-        self._each("log_hparams", lambda sink: sink.log_hparams(config))
+        """Send the run configuration, dumped JSON-safe and redacted, to every sink."""
+        safe = dump_config(config, secrets=self._secrets)
+        self._each("log_hparams", lambda sink: sink.log_hparams(safe))
 
     def log_metrics(self, metrics: Mapping[str, MetricValue], step: int | None = None) -> None:
         """Send one row of metrics to every sink."""

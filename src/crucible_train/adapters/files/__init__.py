@@ -1,8 +1,10 @@
-"""Local filesystem adapters (adapter layer, ``os`` and ``json``): blobs and JSONL datasets."""
+"""Local filesystem adapters (adapter layer, ``os`` and ``json``): blobs, JSONL datasets and
+the run-directory metrics sink."""
 
 from __future__ import annotations
 
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
+from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 
-__all__ = ["FilesBlobStore", "FilesDatasetStore"]
+__all__ = ["FilesBlobStore", "FilesDatasetStore", "FilesMetricsSink"]
