@@ -65,6 +65,32 @@ def _debug_option() -> argparse.ArgumentParser:
     return parent
 
 
+def _add_group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    dest: str,
+    debug: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add the command group ``name`` and return the subparsers for its actions.
+
+    The group remembers its own help, shown when no action was chosen below it.
+
+    Args:
+        commands: the subparsers the group is added to.
+        name: the group's name on the command line.
+        summary: one line for the list of commands.
+        description: the group's own help text.
+        dest: the namespace attribute the chosen action goes to.
+        debug: the ``--debug`` parent parser.
+    """
+    group = commands.add_parser(name, help=summary, description=description, parents=[debug])
+    group.set_defaults(show_help=group.print_help)
+    return group.add_subparsers(dest=dest, metavar="ACTION")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     debug = _debug_option()
     parser = argparse.ArgumentParser(
@@ -78,14 +104,14 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(show_help=parser.print_help)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    config = commands.add_parser(
+    config_commands = _add_group(
+        commands,
         "config",
-        help="inspect and validate containers.yaml",
+        summary="inspect and validate containers.yaml",
         description="Inspect and validate the adapter configuration (containers.yaml).",
-        parents=[debug],
+        dest="config_command",
+        debug=debug,
     )
-    config.set_defaults(show_help=config.print_help)
-    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
     options = _config_options()
     config_commands.add_parser(
         "show",
@@ -102,14 +128,14 @@ def _build_parser() -> argparse.ArgumentParser:
         parents=[options, debug],
     )
 
-    logs = commands.add_parser(
+    logs_commands = _add_group(
+        commands,
         "logs",
-        help="manage experiment-tracking logs (W&B, Neptune)",
+        summary="manage experiment-tracking logs (W&B, Neptune)",
         description="Manage what network metrics sinks logged.",
-        parents=[debug],
+        dest="logs_command",
+        debug=debug,
     )
-    logs.set_defaults(show_help=logs.print_help)
-    logs_commands = logs.add_subparsers(dest="logs_command", metavar="ACTION")
     sync = logs_commands.add_parser(
         "sync",
         help="deliver rows a run left spooled (service down, process died)",

@@ -27,6 +27,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from crucible_train.adapters._metrics_input import (
+    check_hparams,
+    check_metrics,
+    check_open,
+    check_step,
+    check_text,
+)
 from crucible_train.errors import ConfigurationError, MetricsSinkError
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 
@@ -90,18 +97,6 @@ def _hparam_text(value: Any) -> str:
         return repr(value)
 
 
-def _check_step(step: object) -> int | None:
-    if step is None:
-        return None
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise MetricsSinkError(
-            f"metrics step is {step!r} ({type(step).__name__}); use a whole number >= 0 or None"
-        )
-    if step < 0:
-        raise MetricsSinkError(f"metrics step is {step}; use a whole number >= 0 or None")
-    return int(step)
-
-
 class ConsoleMetricsSink(MetricsSink):
     """Prints metrics tables, hyper-parameters and long texts with rich.
 
@@ -136,22 +131,11 @@ class ConsoleMetricsSink(MetricsSink):
         self._calls = 0
         self._closed = False
 
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise MetricsSinkError(f"{operation} called after close(); the metrics sink is closed")
-
     def log_hparams(self, config: Mapping[str, Any]) -> None:
         """Print ``key = value`` lines under a ``Hyperparameters`` heading."""
-        self._check_open("log_hparams")
-        if not isinstance(config, Mapping):
-            raise MetricsSinkError(
-                f"hyper-parameters must be a mapping, got {type(config).__name__}"
-            )
-        bad = [key for key in config if not isinstance(key, str)]
-        if bad:
-            raise MetricsSinkError(f"hyper-parameter names must be strings, got {bad[0]!r}")
+        check_open(self._closed, "log_hparams")
         lines = Text("Hyperparameters", style="bold")
-        for name, value in _flatten(config):
+        for name, value in _flatten(check_hparams(config)):
             lines.append("\n  ")
             lines.append(name, style="cyan")
             lines.append(" = ")
@@ -165,25 +149,10 @@ class ConsoleMetricsSink(MetricsSink):
             MetricsSinkError: invalid step, a metric name that is not a string, a value
                 that is not a number, boolean or string, or a closed sink.
         """
-        self._check_open("log_metrics")
-        checked = _check_step(step)
-        if not isinstance(metrics, Mapping):
-            raise MetricsSinkError(
-                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-            )
-        rows: list[tuple[str, str]] = []
-        for key, value in metrics.items():
-            if not isinstance(key, str):
-                raise MetricsSinkError(
-                    f"metric name {key!r} is a {type(key).__name__}; use a string"
-                )
-            try:
-                rows.append((key, format_value(value)))
-            except MetricsSinkError:
-                raise MetricsSinkError(
-                    f"metric {key!r} is a {type(value).__name__}; "
-                    "use a number, a boolean or a string"
-                ) from None
+        check_open(self._closed, "log_metrics")
+        checked = check_step(step)
+        valid = check_metrics(metrics, "use a number, a boolean or a string")
+        rows = [(key, format_value(value)) for key, value in valid.items()]
         for key, _text in rows:
             self._order.setdefault(key, len(self._order))
         call = self._calls
@@ -200,12 +169,8 @@ class ConsoleMetricsSink(MetricsSink):
 
     def log_long_text(self, key: str, text: str) -> None:
         """Print ``key`` and ``text`` (cut after :data:`MAX_TEXT` characters)."""
-        self._check_open("log_long_text")
-        if not isinstance(key, str) or not isinstance(text, str):
-            raise MetricsSinkError(
-                f"log_long_text needs a string key and text, got {type(key).__name__} "
-                f"and {type(text).__name__}"
-            )
+        check_open(self._closed, "log_long_text")
+        check_text(key, text)
         shown = Text(key, style="bold")
         shown.append("\n")
         shown.append(text[:MAX_TEXT])

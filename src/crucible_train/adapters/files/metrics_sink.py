@@ -34,10 +34,17 @@ import re
 import secrets
 import threading
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
+from crucible_train.adapters._metrics_input import (
+    check_hparams,
+    check_metrics,
+    check_open,
+    check_step,
+    check_text,
+)
 from crucible_train.errors import ConfigurationError, MetricsSinkError
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 
@@ -77,19 +84,16 @@ def _encode_float(value: float) -> float | str:
     return value
 
 
-def _metric_value(key: str, value: object) -> bool | int | float | str:
+def _metric_value(value: object) -> bool | int | float | str:
+    """The JSON form of a value :func:`check_metrics` accepted: a number, boolean or string."""
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, str):
         return value
-    # numbers.Integral/Real include numpy integers and floats.
+    # numbers.Integral/Real include numpy integers and floats; nothing else gets here.
     if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, numbers.Real):
-        return _encode_float(float(value))
-    raise MetricsSinkError(
-        f"metric {key!r} is a {type(value).__name__}; use a number, a boolean or a string"
-    )
+    return _encode_float(float(cast(numbers.Real, value)))
 
 
 def _config_value(value: Any, depth: int = 0) -> Any:
@@ -110,18 +114,6 @@ def _config_value(value: Any, depth: int = 0) -> Any:
     # anything else is kept as a short repr rather than losing the whole config.
     text = repr(value)
     return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
-
-
-def _check_step(step: object) -> int | None:
-    if step is None:
-        return None
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise MetricsSinkError(
-            f"metrics step is {step!r} ({type(step).__name__}); use a whole number >= 0 or None"
-        )
-    if step < 0:
-        raise MetricsSinkError(f"metrics step is {step}; use a whole number >= 0 or None")
-    return int(step)
 
 
 def _exit_code(value: object) -> int | str:
@@ -233,10 +225,6 @@ class FilesMetricsSink(MetricsSink):
     def _path(self, *parts: str) -> str:
         return os.path.join(self._run_dir, *parts)
 
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise MetricsSinkError(f"{operation} called after close(); the metrics sink is closed")
-
     def log_hparams(self, config: Mapping[str, Any]) -> None:
         """Replace ``config.json`` atomically with ``config`` (pretty, keys sorted).
 
@@ -249,16 +237,10 @@ class FilesMetricsSink(MetricsSink):
                 file cannot be written (the previous ``config.json`` is then intact).
         """
         with self._lock:
-            self._check_open("log_hparams")
-            if not isinstance(config, Mapping):
-                raise MetricsSinkError(
-                    f"hyper-parameters must be a mapping, got {type(config).__name__}"
-                )
-            bad = [key for key in config if not isinstance(key, str)]
-            if bad:
-                raise MetricsSinkError(f"hyper-parameter names must be strings, got {bad[0]!r}")
+            check_open(self._closed, "log_hparams")
+            valid = check_hparams(config)
             text = json.dumps(
-                _config_value(config), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False
+                _config_value(valid), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False
             )
             try:
                 _write_atomic(self._path(CONFIG_FILE), (text + "\n").encode("utf-8"))
@@ -277,23 +259,15 @@ class FilesMetricsSink(MetricsSink):
                 key), a closed sink, or a failed write.
         """
         with self._lock:
-            self._check_open("log_metrics")
-            checked = _check_step(step)
-            if not isinstance(metrics, Mapping):
+            check_open(self._closed, "log_metrics")
+            checked = check_step(step)
+            valid = check_metrics(metrics, "use a number, a boolean or a string")
+            if checked is not None and "step" in valid:
                 raise MetricsSinkError(
-                    f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
+                    "metric name 'step' collides with the step column; rename the metric"
                 )
             row: dict[str, Any] = {} if checked is None else {"step": checked}
-            for key, value in metrics.items():
-                if not isinstance(key, str):
-                    raise MetricsSinkError(
-                        f"metric name {key!r} is a {type(key).__name__}; use a string"
-                    )
-                if key == "step" and checked is not None:
-                    raise MetricsSinkError(
-                        "metric name 'step' collides with the step column; rename the metric"
-                    )
-                row[key] = _metric_value(key, value)
+            row.update((key, _metric_value(value)) for key, value in valid.items())
             line = json.dumps(row, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             try:
                 if self._metrics is None:
@@ -312,12 +286,8 @@ class FilesMetricsSink(MetricsSink):
                 a write failed.
         """
         with self._lock:
-            self._check_open("log_long_text")
-            if not isinstance(key, str) or not isinstance(text, str):
-                raise MetricsSinkError(
-                    f"log_long_text needs a string key and text, got {type(key).__name__} "
-                    f"and {type(text).__name__}"
-                )
+            check_open(self._closed, "log_long_text")
+            check_text(key, text)
             directory = self._path(TEXTS_DIR)
             stem = safe_text_name(key)
             try:

@@ -37,6 +37,7 @@ __all__ = [
     "NeptuneCredentials",
     "OAuthSession",
     "is_unauthorized",
+    "json_object",
     "parse_api_token",
     "parse_project",
     "token_rejected",
@@ -192,7 +193,12 @@ def _jwt_claims(jwt: object) -> dict[str, Any]:
     return claims
 
 
-def _json_object(response: HttpResponse, what: str) -> dict[str, Any]:
+def json_object(response: HttpResponse, what: str) -> dict[str, Any]:
+    """The JSON object a Neptune server answered ``what`` with.
+
+    Raises:
+        PermanentHttpError: the body is not JSON, or not a JSON object.
+    """
     try:
         body = response.json()
     except ValueError:
@@ -235,9 +241,36 @@ class OAuthSession:
     def __repr__(self) -> str:
         return f"OAuthSession(api_url={self._credentials.api_url!r}, tokens=<hidden>)"
 
-    def api_token_headers(self) -> dict[str, str]:
-        """Headers for the two calls that carry the API token itself."""
-        return {**BASE_HEADERS, "X-Neptune-Api-Token": self._credentials.api_token}
+    def api_token_get(
+        self, api_url: str, path: str, what: str, *, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """``GET {api_url}{path}`` with the API token itself (client config, token exchange).
+
+        Args:
+            api_url: the API base URL.
+            path: the endpoint, from ``/api/...``.
+            what: the call as messages name it (``"the token exchange"``).
+            params: query parameters.
+
+        Returns:
+            The JSON object the server answered.
+
+        Raises:
+            PermanentHttpError: 401/403 (the token was rejected; the message says so),
+                another refusal, or an answer that is not a JSON object.
+            RetryableHttpError: the server is unreachable or busy.
+        """
+        headers = {**BASE_HEADERS, "X-Neptune-Api-Token": self._credentials.api_token}
+        try:
+            response = self._http.request(
+                "GET", f"{api_url}{path}", headers=headers, params=params, timeout=self._timeout
+            )
+        except PermanentHttpError as exc:
+            rejected = token_rejected(exc, api_url, what)
+            if rejected is exc:
+                raise
+            raise rejected from None
+        return json_object(response, what)
 
     def exchange(self, api_url: str) -> None:
         """Exchange the API token for OAuth tokens (``GET .../authorization/oauth-token``).
@@ -247,19 +280,9 @@ class OAuthSession:
                 malformed answer.
             RetryableHttpError: the server is unreachable or busy.
         """
-        try:
-            response = self._http.request(
-                "GET",
-                f"{api_url}/api/backend/v1/authorization/oauth-token",
-                headers=self.api_token_headers(),
-                timeout=self._timeout,
-            )
-        except PermanentHttpError as exc:
-            rejected = token_rejected(exc, api_url, "the token exchange")
-            if rejected is exc:
-                raise
-            raise rejected from None
-        body = _json_object(response, "the token exchange")
+        body = self.api_token_get(
+            api_url, "/api/backend/v1/authorization/oauth-token", "the token exchange"
+        )
         with self._lock:
             self._install(body.get("accessToken"), body.get("refreshToken"), None)
             username = body.get("username")
@@ -315,7 +338,7 @@ class OAuthSession:
             data=form.encode("ascii"),
             timeout=self._timeout,
         )
-        body = _json_object(response, "the token refresh")
+        body = json_object(response, "the token refresh")
         # Keycloak may rotate the refresh token or not; keep the old one when absent.
         refresh = body.get("refresh_token") or self._refresh_token
         self._install(body.get("access_token"), refresh, body.get("expires_in"))

@@ -32,8 +32,8 @@ from crucible_train.adapters.neptune._auth import (
     NeptuneCredentials,
     OAuthSession,
     is_unauthorized,
+    json_object,
     parse_project,
-    token_rejected,
 )
 from crucible_train.adapters.neptune._operations import (
     Operation,
@@ -75,16 +75,6 @@ def _version_tuple(text: object) -> tuple[int, ...] | None:
         return None
     numbers = re.findall(r"\d+", text)
     return tuple(int(number) for number in numbers[:3]) if numbers else None
-
-
-def _json_object(response: HttpResponse, what: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise PermanentHttpError(f"the Neptune server answered {what} with something not JSON")
-    return body
 
 
 def _required_text(body: Mapping[str, Any], key: str, what: str) -> str:
@@ -202,20 +192,12 @@ class NeptuneTransport(Transport):
         """
         custom_id = str(state.get("custom_id") or self._custom_id)
         base = self._credentials.api_url
-        try:
-            response = self._http.request(
-                "GET",
-                f"{base}/api/backend/v1/clients/config",
-                params={"alpha": "true"},
-                headers=self._session.api_token_headers(),
-                timeout=self._timeout,
-            )
-        except PermanentHttpError as exc:
-            rejected = token_rejected(exc, base, "the client config request")
-            if rejected is exc:
-                raise
-            raise rejected from None
-        config = _json_object(response, "the client config request")
+        config = self._session.api_token_get(
+            base,
+            "/api/backend/v1/clients/config",
+            "the client config request",
+            params={"alpha": "true"},
+        )
         api_url = str(config.get("apiUrl") or base).rstrip("/")
         application_url = str(config.get("applicationUrl") or api_url).rstrip("/")
         self._warn_if_incompatible(config.get("pyLibVersions"))
@@ -223,7 +205,7 @@ class NeptuneTransport(Transport):
         self._session.exchange(api_url)
 
         try:
-            project = _json_object(
+            project = json_object(
                 self._bearer(
                     "GET",
                     "/api/backend/v1/projects/get",
@@ -250,7 +232,7 @@ class NeptuneTransport(Transport):
             raise error
         project_id = _required_text(project, "id", "the project lookup")
 
-        run = _json_object(
+        run = json_object(
             self._bearer(
                 "POST",
                 "/api/leaderboard/v1/experiments",

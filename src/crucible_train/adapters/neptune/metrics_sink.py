@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
-
-import numpy as np
 
 from crucible_train.adapters._delivery import (
     SINK_FILE,
@@ -36,6 +33,13 @@ from crucible_train.adapters._delivery import (
     read_sink_info,
     spool_dir_for,
     write_sink_info,
+)
+from crucible_train.adapters._metrics_input import (
+    check_hparams,
+    check_metrics,
+    check_open,
+    check_step,
+    check_text,
 )
 from crucible_train.adapters.neptune._auth import (
     TOKEN_ENV_VAR,
@@ -50,7 +54,7 @@ from crucible_train.adapters.neptune._operations import (
     text_operation,
 )
 from crucible_train.adapters.neptune._transport import NeptuneTransport, run_url
-from crucible_train.errors import ConfigurationError, MetricsSinkError
+from crucible_train.errors import ConfigurationError
 from crucible_train.ports.http import HttpClient
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 
@@ -62,6 +66,7 @@ SINK_KIND: Final = "neptune"
 """The sink's name in ``containers.yaml`` and in its spool's ``sink.json``."""
 
 _SERVICE: Final = "Neptune"
+_SINK: Final = f"{_SERVICE} sink"  # how messages name this sink
 
 
 def _is_positive(value: object) -> bool:
@@ -99,33 +104,6 @@ def _check_options(
         problems.append(f"Neptune sink: burst is {burst!r}; use a whole number >= 1")
     if problems:
         raise ConfigurationError(*problems)
-
-
-def _check_step(step: object) -> None:
-    if step is None:
-        return
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise MetricsSinkError(
-            f"metrics step is {step!r} ({type(step).__name__}); use a whole number >= 0 or None"
-        )
-    if step < 0:
-        raise MetricsSinkError(f"metrics step is {step}; use a whole number >= 0 or None")
-
-
-def _check_metrics(metrics: object) -> Mapping[str, Any]:
-    if not isinstance(metrics, Mapping):
-        raise MetricsSinkError(
-            f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-        )
-    for key, value in metrics.items():
-        if not isinstance(key, str):
-            raise MetricsSinkError(f"metric name {key!r} is a {type(key).__name__}; use a string")
-        # numbers.Real covers int, float, bool and numpy numbers; numpy bools are apart.
-        if not isinstance(value, numbers.Real | str | np.bool_):
-            raise MetricsSinkError(
-                f"metric {key!r} is a {type(value).__name__}; use a number or a short string"
-            )
-    return metrics
 
 
 def _custom_id(spool_dir: Path) -> str:
@@ -299,25 +277,14 @@ class NeptuneMetricsSink(MetricsSink, SpoolingSink):
 
     # --- MetricsSink --------------------------------------------------------------------
 
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise MetricsSinkError(f"{operation} called after close(); the Neptune sink is closed")
-
     def _submit(self, kind: str, operations: list[Operation]) -> None:
         if operations:
             self._sender.submit(kind, {"ops": operations})
 
     def log_hparams(self, config: Mapping[str, Any]) -> None:
         """Write ``config`` as ``parameters/...`` fields (nested keys become ``a/b``)."""
-        self._check_open("log_hparams")
-        if not isinstance(config, Mapping):
-            raise MetricsSinkError(
-                f"hyper-parameters must be a mapping, got {type(config).__name__}"
-            )
-        bad = [key for key in config if not isinstance(key, str)]
-        if bad:
-            raise MetricsSinkError(f"hyper-parameter names must be strings, got {bad[0]!r}")
-        self._submit("hparams", hparam_operations(config))
+        check_open(self._closed, "log_hparams", _SINK)
+        self._submit("hparams", hparam_operations(check_hparams(config)))
 
     def log_metrics(self, metrics: Mapping[str, MetricValue], step: int | None = None) -> None:
         """Append one point per metric to its series at ``step``.
@@ -326,10 +293,10 @@ class NeptuneMetricsSink(MetricsSink, SpoolingSink):
         first). Neptune needs strictly increasing steps per series; a repeated step is
         refused by the server and reported once in the log.
         """
-        self._check_open("log_metrics")
-        _check_step(step)
-        checked = _check_metrics(metrics)
-        at = self._next_step if step is None else int(step)
+        check_open(self._closed, "log_metrics", _SINK)
+        checked_step = check_step(step)
+        checked = check_metrics(metrics)
+        at = self._next_step if checked_step is None else checked_step
         self._next_step = at + 1
         operations, dropped = metric_operations(
             checked, step=at, timestamp_ms=int(time.time() * 1000)
@@ -347,12 +314,8 @@ class NeptuneMetricsSink(MetricsSink, SpoolingSink):
 
     def log_long_text(self, key: str, text: str) -> None:
         """Write ``text`` to the string field ``key`` (cut to 16384 characters)."""
-        self._check_open("log_long_text")
-        if not isinstance(key, str) or not isinstance(text, str):
-            raise MetricsSinkError(
-                f"log_long_text needs a string key and text, got {type(key).__name__} "
-                f"and {type(text).__name__}"
-            )
+        check_open(self._closed, "log_long_text", _SINK)
+        check_text(key, text)
         operation, cut = text_operation(key, text)
         if cut and key not in self._cut_texts:
             self._cut_texts.add(key)

@@ -37,15 +37,12 @@ import base64
 import json
 import logging
 import math
-import numbers
 import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 from urllib.parse import quote, urlsplit
-
-import numpy as np
 
 from crucible_train.adapters._delivery import (
     SINK_FILE,
@@ -59,6 +56,12 @@ from crucible_train.adapters._delivery import (
     spool_dir_for,
     spool_status,
     write_sink_info,
+)
+from crucible_train.adapters._metrics_input import (
+    check_hparams,
+    check_metrics,
+    check_open,
+    check_step,
 )
 from crucible_train.errors import (
     ConfigurationError,
@@ -101,7 +104,8 @@ _RUN_ID_LENGTH: Final = 8
 _FORBIDDEN_NAME_CHARS: Final = frozenset("/\\#?%:")  # W&B refuses these in ids and names
 _RESERVED_KEYS: Final = frozenset({"_step", "_runtime", "_timestamp", "_wandb"})
 _MAX_BODY_BYTES: Final = 8 * 1024 * 1024  # W&B caps a file_stream body at about 10 MiB
-_FAST_TYPES: Final = frozenset({float, int, str, bool})
+_SINK: Final = "W&B sink"  # how messages name this sink
+_VALUE_ADVICE: Final = "W&B history takes numbers (NaN and infinities included) and strings"
 
 _VIEWER_QUERY: Final = (
     "query Viewer { viewer { id entity username email teams { edges { node { name } } } } }"
@@ -524,27 +528,6 @@ class WandbTransport(Transport):
 # --- the sink -------------------------------------------------------------------------
 
 
-def _check_step(step: object) -> int | None:
-    if step is None:
-        return None
-    if type(step) is int:
-        if step < 0:
-            raise MetricsSinkError(f"metrics step is {step}; use a whole number >= 0 or None")
-        return step
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise MetricsSinkError(
-            f"metrics step is {step!r} ({type(step).__name__}); use a whole number >= 0 or None"
-        )
-    return _check_step(int(step))
-
-
-def _bad_value(key: str, value: object) -> MetricsSinkError:
-    return MetricsSinkError(
-        f"metric {key!r} is a {type(value).__name__}; W&B history takes numbers (NaN and "
-        "infinities included) and strings"
-    )
-
-
 def _check_key(key: object, what: str) -> None:
     if type(key) is not str:
         raise MetricsSinkError(f"{what} name {key!r} is a {type(key).__name__}; use a string")
@@ -783,24 +766,13 @@ class WandbMetricsSink(MetricsSink, SpoolingSink):
 
     # --- MetricsSink --------------------------------------------------------------------
 
-    def _check_open(self, operation: str) -> None:
-        if self._closed:
-            raise MetricsSinkError(f"{operation} called after close(); the W&B sink is closed")
-
     def log_hparams(self, config: Mapping[str, Any]) -> None:
         """Send the run's config (merged over earlier calls) with UpsertBucket.
 
         Values are made JSON-safe here (numpy, paths, attrs instances ...).
         """
-        self._check_open("log_hparams")
-        if not isinstance(config, Mapping):
-            raise MetricsSinkError(
-                f"hyper-parameters must be a mapping, got {type(config).__name__}"
-            )
-        for key in config:
-            if not isinstance(key, str):
-                raise MetricsSinkError(f"hyper-parameter names must be strings, got {key!r}")
-        self._sender.submit("hparams", {"config": json_safe(config)})
+        check_open(self._closed, "log_hparams", _SINK)
+        self._sender.submit("hparams", {"config": json_safe(check_hparams(config))})
 
     def log_metrics(self, metrics: Mapping[str, MetricValue], step: int | None = None) -> None:
         """Queue one history row; ``step`` ``None`` means the previous step + 1.
@@ -809,27 +781,17 @@ class WandbMetricsSink(MetricsSink, SpoolingSink):
             MetricsSinkError: a bad step, name or value (checked here, on your thread), or
                 the sink is closed.
         """
-        if self._closed:
-            self._check_open("log_metrics")
-        checked_step = _check_step(step)
-        if not isinstance(metrics, Mapping):
-            raise MetricsSinkError(
-                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-            )
-        row: dict[Any, Any] = dict(metrics)  # a copy: the caller may reuse its dict
-        for key, value in row.items():
+        check_open(self._closed, "log_metrics", _SINK)
+        checked_step = check_step(step)
+        row = dict(check_metrics(metrics, _VALUE_ADVICE))  # a copy: the caller may reuse it
+        for key in row:
             if type(key) is not str or not key or key[0] == "_":
                 _check_key(key, "metric")
-            if type(value) in _FAST_TYPES:
-                continue
-            if isinstance(value, numbers.Real | np.bool_):
-                continue
-            raise _bad_value(key, value)
         self._sender.submit("metrics", {"metrics": row, "step": checked_step})
 
     def log_long_text(self, key: str, text: str) -> None:
         """Put ``text`` in the run summary under ``key`` (metric keys are kept)."""
-        self._check_open("log_long_text")
+        check_open(self._closed, "log_long_text", _SINK)
         if not isinstance(text, str):
             raise MetricsSinkError(f"log_long_text needs a string text, got {type(text).__name__}")
         _check_key(key, "text")
