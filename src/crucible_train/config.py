@@ -1,8 +1,9 @@
 """Settings schemas for adapter backends, and the pure functions that validate them.
 
-Shared-vocabulary layer (next to :mod:`crucible_train.types`): only the standard library
-and attrs. Each adapter backend named in ``containers.yaml`` has one frozen attrs schema
-here whose fields are exactly that adapter's keyword arguments; the container
+Shared-vocabulary layer (next to :mod:`crucible_train.types`): only the standard library,
+attrs and :mod:`crucible_train.errors`. Each adapter backend named in ``containers.yaml``
+has one frozen attrs schema here whose fields are exactly that adapter's keyword
+arguments; the container
 (:mod:`crucible_train.container`) parses the YAML, interpolates environment variables and
 then hands each backend's sub-block to :func:`validate_settings`.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -34,7 +36,12 @@ from typing import Any, Literal
 
 import attrs
 
+from crucible_train.errors import ConfigurationError
+
 __all__ = [
+    "DEFAULT_LORA_TARGETS",
+    "LOCAL_TORCH_ARCHITECTURES",
+    "LOCAL_TORCH_DTYPES",
     "PATH_METADATA_KEY",
     "REDACTED",
     "REQUIRED_WHEN_SELECTED_METADATA_KEY",
@@ -45,6 +52,7 @@ __all__ = [
     "FilesDatasetStoreSettings",
     "FilesMetricsSinkSettings",
     "HuggingFaceHubSettings",
+    "LocalTorchModelSettings",
     "MemoryVectorStoreSettings",
     "MetricsSettings",
     "NeptuneMetricsSinkSettings",
@@ -349,6 +357,140 @@ class NeptuneMetricsSinkSettings:
     tags: list[str] = attrs.field(factory=list)
     request_timeout_s: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
     max_backoff_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
+
+
+# --- local PyTorch engine ---------------------------------------------------------------
+
+LOCAL_TORCH_ARCHITECTURES = ("qwen3", "llama")
+LOCAL_TORCH_DTYPES = ("float32", "bfloat16")
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# The local_torch validators raise ConfigurationError (a ValueError, so validate_settings
+# reports it like any other) because adapters also build this schema directly from their
+# keyword arguments, and a caller there expects the library's own error type.
+
+
+def _whole_number(minimum: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None and attribute.default is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigurationError(
+                f"{attribute.name}: expected a whole number, got {value!r} ({type(value).__name__})"
+            )
+        if value < minimum:
+            raise ConfigurationError(f"{attribute.name}: must be at least {minimum}, got {value}")
+
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value not in choices:
+            listed = ", ".join(repr(choice) for choice in choices)
+            raise ConfigurationError(f"{attribute.name}: expected one of {listed}, got {value!r}")
+
+    return check
+
+
+def _torch_device(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:[0-9]+)?", value):
+        raise ConfigurationError(
+            f"{attribute.name}: expected 'cpu', 'cuda' or 'cuda:N', got {value!r}"
+        )
+
+
+def _positive_number(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(
+            f"{attribute.name}: expected a finite number greater than 0, got {value!r}"
+        )
+
+
+def _module_names(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(item, str) and item.strip() for item in value)
+    ):
+        raise ConfigurationError(
+            f"{attribute.name}: expected a non-empty list of module names such as "
+            f"[q_proj, v_proj], got {value!r}"
+        )
+
+
+def _optional_path(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigurationError(f"{attribute.name}: expected a directory path or null")
+
+
+@attrs.frozen(kw_only=True)
+class LocalTorchModelSettings:
+    """``training.local_torch``, ``sampling.local_torch``, ``model_info.local_torch``.
+
+    One schema for the three ports the local PyTorch engine serves, so that the trainer,
+    the sampler and model info describe the same model. Without ``model_path`` the engine
+    builds a randomly initialised causal LM from the shape fields (deterministic from
+    ``seed``); with it, the Hugging Face model directory's ``config.json`` decides the
+    architecture and every shape field is ignored.
+
+    Args:
+        architecture: ``"qwen3"`` or ``"llama"`` (random init only).
+        model_path: a local Hugging Face model directory; ``None`` builds a random model.
+            Never downloaded: the directory must exist.
+        vocab_size: token ids the model embeds.
+        hidden_size: width of the residual stream.
+        num_layers: transformer blocks.
+        num_heads: attention (query) heads.
+        num_kv_heads: key/value heads (grouped-query attention); must divide ``num_heads``.
+        head_dim: width of one attention head.
+        intermediate_size: width of the MLP.
+        max_seq_length: longest sequence (positions) the model accepts.
+        seed: seeds the random initialisation (weights and LoRA adapters).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (an error when CUDA is absent).
+        dtype: parameter dtype, ``"float32"`` or ``"bfloat16"``.
+        num_threads: ``torch.set_num_threads`` (process-wide); ``None`` keeps torch's.
+        lora_rank: 0 trains every weight; > 0 trains LoRA adapters of this rank only.
+        lora_alpha: LoRA scaling numerator (the update is scaled by alpha / rank).
+        lora_targets: names of the linear modules that get LoRA adapters.
+        checkpoint_dir: where ``save_state`` and ``save_weights_for_sampler`` write.
+    """
+
+    architecture: Literal["qwen3", "llama"] = attrs.field(
+        default="qwen3", validator=_one_of(LOCAL_TORCH_ARCHITECTURES)
+    )
+    model_path: str | None = path_field(default=None, validator=_optional_path)
+    vocab_size: int = attrs.field(default=512, validator=_whole_number(1))
+    hidden_size: int = attrs.field(default=128, validator=_whole_number(1))
+    num_layers: int = attrs.field(default=4, validator=_whole_number(1))
+    num_heads: int = attrs.field(default=4, validator=_whole_number(1))
+    num_kv_heads: int = attrs.field(default=2, validator=_whole_number(1))
+    head_dim: int = attrs.field(default=32, validator=_whole_number(1))
+    intermediate_size: int = attrs.field(default=384, validator=_whole_number(1))
+    max_seq_length: int = attrs.field(default=2048, validator=_whole_number(2))
+    seed: int = attrs.field(default=0, validator=_whole_number(0))
+    device: str = attrs.field(default="cpu", validator=_torch_device)
+    dtype: Literal["float32", "bfloat16"] = attrs.field(
+        default="float32", validator=_one_of(LOCAL_TORCH_DTYPES)
+    )
+    num_threads: int | None = attrs.field(default=None, validator=_whole_number(1))
+    lora_rank: int = attrs.field(default=0, validator=_whole_number(0))
+    lora_alpha: float = attrs.field(default=32.0, validator=_positive_number)
+    lora_targets: list[str] = attrs.field(
+        factory=lambda: list(DEFAULT_LORA_TARGETS), validator=_module_names
+    )
+    checkpoint_dir: str = path_field(default="runs/checkpoints", validator=_not_blank)
+
+    def __attrs_post_init__(self) -> None:
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigurationError(
+                f"num_kv_heads: must divide num_heads ({self.num_heads}), got {self.num_kv_heads}"
+            )
 
 
 # --- introspection ----------------------------------------------------------------------

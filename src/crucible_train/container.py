@@ -42,6 +42,9 @@ from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
+from crucible_train.adapters.local_torch.model_info import LocalTorchModelInfo
+from crucible_train.adapters.local_torch.sampling_client import LocalTorchSamplingClient
+from crucible_train.adapters.local_torch.training_client import LocalTorchTrainingClient
 from crucible_train.adapters.memory.vector_store import NumpyVectorStore
 from crucible_train.adapters.neptune.metrics_sink import NeptuneMetricsSink
 from crucible_train.adapters.noop import (
@@ -67,6 +70,7 @@ from crucible_train.config import (
     FilesDatasetStoreSettings,
     FilesMetricsSinkSettings,
     HuggingFaceHubSettings,
+    LocalTorchModelSettings,
     MemoryVectorStoreSettings,
     MetricsSettings,
     NeptuneMetricsSinkSettings,
@@ -131,10 +135,20 @@ class Backend:
 
 
 BACKENDS: dict[str, dict[str, Backend]] = {
-    "training": {"noop": Backend(adapter=NoopTrainingClient, settings=NoopSettings)},
-    "sampling": {"noop": Backend(adapter=NoopSamplingClient, settings=NoopSettings)},
+    # The three local_torch backends share one schema so they describe the same model.
+    "training": {
+        "local_torch": Backend(adapter=LocalTorchTrainingClient, settings=LocalTorchModelSettings),
+        "noop": Backend(adapter=NoopTrainingClient, settings=NoopSettings),
+    },
+    "sampling": {
+        "local_torch": Backend(adapter=LocalTorchSamplingClient, settings=LocalTorchModelSettings),
+        "noop": Backend(adapter=NoopSamplingClient, settings=NoopSettings),
+    },
     "tokenizer": {"noop": Backend(adapter=NoopTokenizer, settings=NoopSettings)},
-    "model_info": {"noop": Backend(adapter=NoopModelInfo, settings=NoopSettings)},
+    "model_info": {
+        "local_torch": Backend(adapter=LocalTorchModelInfo, settings=LocalTorchModelSettings),
+        "noop": Backend(adapter=NoopModelInfo, settings=NoopSettings),
+    },
     # metrics backends are sink names listed in ``metrics.sinks``, not a ``backend:``.
     "metrics": {
         "console": Backend(adapter=ConsoleMetricsSink, settings=ConsoleMetricsSinkSettings),

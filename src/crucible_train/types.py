@@ -500,6 +500,13 @@ class AdamParams:
 # --- backend results --------------------------------------------------------------------
 
 
+def _output_tuple(
+    outputs: Iterable[Mapping[str, TensorData]],
+) -> tuple[Mapping[str, TensorData], ...]:
+    # A typed converter: with a bare ``tuple`` mypy cannot solve the element type.
+    return tuple(outputs)
+
+
 @attrs.frozen(kw_only=True)
 class ForwardBackwardOutput:
     """Result of a forward or forward-backward pass.
@@ -509,7 +516,7 @@ class ForwardBackwardOutput:
     ``elementwise_loss``. ``metrics`` are summed over the batch (``loss:sum`` ...).
     """
 
-    loss_fn_outputs: tuple[Mapping[str, TensorData], ...] = attrs.field(converter=tuple)
+    loss_fn_outputs: tuple[Mapping[str, TensorData], ...] = attrs.field(converter=_output_tuple)
     metrics: Mapping[str, float] = attrs.field(factory=dict)
 
 

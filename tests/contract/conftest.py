@@ -17,7 +17,9 @@ adapter that refuses all work. Port-specific conventions for factories:
 * ``dataset_store``: sources are file names relative to the ``tmp_path`` given to the
   factory (the suite writes ``tmp_path / name`` and asks for ``name``);
 * ``hub``: the adapter must not be able to reach any hub (offline, or a dead endpoint)
-  and start with an empty cache, so the suite can check it fails fast and typed.
+  and start with an empty cache, so the suite can check it fails fast and typed;
+* ``local_torch``: a tiny model (:data:`LOCAL_TORCH_TINY`); these parameters carry the
+  ``torch`` marker (see :data:`TORCH_BACKENDS`).
 """
 
 from __future__ import annotations
@@ -103,11 +105,63 @@ def _wandb_unreachable(tmp_path: pathlib.Path) -> object:
     )
 
 
+def _local_torch_sampling(tmp_path: pathlib.Path) -> object:
+    # A tiny random Qwen3 saved to disk, so the client holds only a path and pickles cheaply.
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from crucible_train.adapters.local_torch.sampling_client import LocalTorchSamplingClient
+
+    config = transformers.Qwen3Config(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        transformers.Qwen3ForCausalLM(config).save_pretrained(tmp_path / "sampler")
+    return LocalTorchSamplingClient.from_pretrained(str(tmp_path / "sampler"))
+
+
+LOCAL_TORCH_TINY: dict[str, Any] = {
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "num_kv_heads": 1,
+    "head_dim": 16,
+    "intermediate_size": 64,
+    "max_seq_length": 128,
+}
+"""local_torch settings of a model small enough to build and train in milliseconds."""
+
+
+def _local_torch_training(tmp_path: pathlib.Path) -> object:
+    pytest.importorskip("torch")
+    from crucible_train.adapters.local_torch.training_client import LocalTorchTrainingClient
+
+    return LocalTorchTrainingClient(**LOCAL_TORCH_TINY, checkpoint_dir=str(tmp_path / "ckpt"))
+
+
+def _local_torch_model_info(_tmp_path: pathlib.Path) -> object:
+    pytest.importorskip("torch")
+    from crucible_train.adapters.local_torch.model_info import LocalTorchModelInfo
+
+    return LocalTorchModelInfo(**LOCAL_TORCH_TINY)
+
+
 CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
     ("training", "noop"): lambda _tmp: NoopTrainingClient(),
+    ("training", "local_torch"): _local_torch_training,
     ("sampling", "noop"): lambda _tmp: NoopSamplingClient(),
+    ("sampling", "local_torch"): _local_torch_sampling,
     ("tokenizer", "noop"): lambda _tmp: NoopTokenizer(),
     ("model_info", "noop"): lambda _tmp: NoopModelInfo(),
+    ("model_info", "local_torch"): _local_torch_model_info,
     ("metrics", "noop"): lambda _tmp: NoopMetricsSink(),
     ("metrics", "files"): lambda tmp: FilesMetricsSink(run_dir=str(tmp / "run")),
     ("metrics", "console"): lambda _tmp: ConsoleMetricsSink(
@@ -145,6 +199,9 @@ UNCONFIGURED: frozenset[tuple[str, str]] = frozenset(
 )
 """Adapters with no meaningful behaviour: every work method raises BackendNotConfiguredError."""
 
+TORCH_BACKENDS: frozenset[str] = frozenset({"local_torch"})
+"""Backends whose contract tests need torch: their parameters carry the ``torch`` marker."""
+
 _SELECTIONS: dict[str, Callable[[tuple[str, str]], bool]] = {
     "adapter": lambda _key: True,
     "working_adapter": lambda key: key not in UNCONFIGURED,
@@ -163,8 +220,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         keys = sorted(key for key in CONTRACT_FACTORIES if key[0] == port and selected(key))
         metafunc.parametrize(
             fixture_name,
-            [CONTRACT_FACTORIES[key] for key in keys],
-            ids=[backend for _port, backend in keys],
+            [
+                pytest.param(
+                    CONTRACT_FACTORIES[key],
+                    id=key[1],
+                    marks=[pytest.mark.torch] if key[1] in TORCH_BACKENDS else [],
+                )
+                for key in keys
+            ],
             indirect=True,
         )
 

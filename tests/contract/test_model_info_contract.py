@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from crucible_train.ports import ModelConfig
 
@@ -39,3 +40,24 @@ def test_special_tokens_map_text_to_ids_or_are_unknown(working_adapter):
 def test_calls_are_repeatable(working_adapter):
     assert working_adapter.get_config() == working_adapter.get_config()
     assert working_adapter.count_parameters() == working_adapter.count_parameters()
+
+
+def test_names_are_text_or_unknown(working_adapter):
+    config = working_adapter.get_config()
+    for name in ("model_name", "architecture"):
+        value = getattr(config, name)
+        assert value is None or (isinstance(value, str) and value), name
+
+
+def test_answers_are_the_same_from_any_thread(working_adapter):
+    # The port promises calls are safe from any thread (a cached count must not race).
+    def answers():
+        return (
+            working_adapter.get_config(),
+            working_adapter.count_parameters(),
+            working_adapter.get_special_tokens(),
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _i: answers(), range(8)))
+    assert all(result == results[0] for result in results)

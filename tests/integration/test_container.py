@@ -241,6 +241,50 @@ def test_default_container_builds_the_selected_adapters(app: AppContainer, tmp_p
     assert app.blob_store() is blob_store  # singletons
 
 
+@pytest.mark.torch
+def test_local_torch_backends_share_one_model_description(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from crucible_train.adapters.local_torch.model_info import LocalTorchModelInfo
+    from crucible_train.adapters.local_torch.training_client import LocalTorchTrainingClient
+
+    tiny = "{vocab_size: 64, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1}"
+    container = build_container(
+        overrides=[
+            "training.backend=local_torch",
+            f"training.local_torch={tiny}",
+            "training.local_torch.checkpoint_dir=ckpt",
+            "model_info.backend=local_torch",
+            f"model_info.local_torch={tiny}",
+        ],
+        environ={},
+        base_dir=tmp_path,
+    )
+    training = container.training()
+    try:
+        assert isinstance(training, LocalTorchTrainingClient)
+        assert training.settings.checkpoint_dir == str(tmp_path / "ckpt")
+        info = container.model_info()
+        assert isinstance(info, LocalTorchModelInfo)
+        assert info.get_config().hidden_size == training.settings.hidden_size == 32
+        assert info.count_parameters() == sum(p.numel() for p in training.model.parameters())
+    finally:
+        training.close()
+
+
+def test_local_torch_settings_are_validated_with_the_rest() -> None:
+    assert _problems(
+        "training.backend=local_torch",
+        "training.local_torch.num_kv_heads=3",
+        "sampling.local_torch.dtype=float16",
+        "model_info.local_torch.lora_targets=[]",
+    ) == [
+        "training.local_torch.num_kv_heads: must divide num_heads (4), got 3",
+        "sampling.local_torch.dtype: expected one of 'float32', 'bfloat16', got 'float16' (str)",
+        "model_info.local_torch.lora_targets: expected a non-empty list of module names such "
+        "as [q_proj, v_proj], got []",
+    ]
+
+
 def test_metrics_multiplexes_the_listed_sinks(app: AppContainer) -> None:
     metrics = app.metrics()
     assert isinstance(metrics, MultiplexMetricsSink)
@@ -367,7 +411,7 @@ def test_secrets_reach_the_adapter(builds: Builds, tmp_path: Path) -> None:
 
 def test_unknown_backend_lists_the_valid_ones(builds: Builds) -> None:
     assert _problems("training.backend=torchh") == [
-        "training.backend: unknown backend 'torchh'; valid: alpha, beta, keyed, noop"
+        "training.backend: unknown backend 'torchh'; valid: alpha, beta, keyed, local_torch, noop"
     ]
 
 
@@ -507,7 +551,7 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
         "dataset_store, embedding, http, hub, llm, metrics, model_info, sampling, tokenizer, "
         "training, vector_store",
         "training.keyed.api_key: environment variable CT_TEST_API_KEY is not set",
-        "sampling.backend: unknown backend 'torchh'; valid: noop",
+        "sampling.backend: unknown backend 'torchh'; valid: local_torch, noop",
         "metrics.sinks[1]: sink 'noop' is listed twice; list each sink once",
         f"metrics.sinks[2]: unknown sink 'tensorboard'; valid: {SINKS}",
         "blob_store.files.root: expected a string, got 3 (int)",
@@ -535,8 +579,15 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
             "metrics.nop={}",
             f"metrics.nop: unknown key (did you mean 'noop'?); valid: sinks, run_dir, {SINKS}",
         ),
-        ("training.torch={}", "training.torch: unknown key; valid: backend, noop"),
-        ("training.backend=", "training.backend: expected a backend name, got null; valid: noop"),
+        (
+            "training.torch={}",
+            "training.torch: unknown key (did you mean 'local_torch'?); "
+            "valid: backend, local_torch, noop",
+        ),
+        (
+            "training.backend=",
+            "training.backend: expected a backend name, got null; valid: local_torch, noop",
+        ),
         ("training=3", "training: expected a mapping with `backend: ...`, got 3 (int)"),
         ("training.noop=[1]", "training.noop: expected a mapping of settings, got [1] (list)"),
         (
@@ -586,7 +637,9 @@ def test_env_value_with_newlines_cannot_add_keys() -> None:
 
 def test_env_value_with_newlines_in_a_backend_name_stays_one_problem_line() -> None:
     problems = _problems("training.backend=${B}", env={"B": "noop\nextra: 1"})
-    assert problems == ["training.backend: unknown backend 'noop\\nextra: 1'; valid: noop"]
+    assert problems == [
+        "training.backend: unknown backend 'noop\\nextra: 1'; valid: local_torch, noop"
+    ]
     assert "\n" not in problems[0]
 
 
