@@ -3,10 +3,14 @@ so tests assert on end state instead of on calls (cosmicpython style)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, ClassVar
 
 from crucible_train.ports.metrics import MetricsSink, MetricValue
+from crucible_train.ports.sampling import SamplingClient
+from crucible_train.ports.tokenizer import Tokenizer
+from crucible_train.types import ModelInput, SampleResponse, SamplingParams, TokensWithLogprobs
 
 
 class RecordingMetricsSink(MetricsSink):
@@ -48,3 +52,115 @@ class RecordingMetricsSink(MetricsSink):
     def close(self, exit_code: int = 0) -> None:
         self.closed += 1
         self.exit_codes.append(exit_code)
+
+
+# --- sampling: a scripted sampler, a character tokenizer and a toy chat renderer ------------
+
+
+class RecordingSamplingClient(SamplingClient):
+    """Answers ``sample`` with scripted sequences (the last one repeats) and records calls.
+
+    ``calls`` holds ``(prompt, num_samples, params)`` per call; ``fail_with`` makes every
+    future fail with that exception.
+    """
+
+    def __init__(
+        self,
+        replies: Sequence[TokensWithLogprobs] = (),
+        *,
+        fail_with: Exception | None = None,
+    ) -> None:
+        self.replies = list(replies) or [TokensWithLogprobs(tokens=(), stop_reason="stop")]
+        self.calls: list[tuple[ModelInput, int, SamplingParams]] = []
+        self.fail_with = fail_with
+
+    def sample(
+        self, prompt: ModelInput, num_samples: int, params: SamplingParams
+    ) -> Future[SampleResponse]:
+        future: Future[SampleResponse] = Future()
+        index = len(self.calls)
+        self.calls.append((prompt, num_samples, params))
+        if self.fail_with is not None:
+            future.set_exception(self.fail_with)
+            return future
+        reply = self.replies[min(index, len(self.replies) - 1)]
+        future.set_result(SampleResponse(sequences=[reply] * num_samples))
+        return future
+
+    def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
+        future: Future[list[float | None]] = Future()
+        values: list[float | None] = [None] + [0.0] * max(0, prompt.length - 1)
+        future.set_result(values)
+        return future
+
+
+class CharTokenizer(Tokenizer):
+    """One token per character (ids = code points below 256) plus ``<eot>`` and ``<eos>``."""
+
+    SPECIALS: ClassVar[dict[str, int]] = {"<eot>": 256, "<eos>": 257}
+
+    @property
+    def vocab_size(self) -> int:
+        return 258
+
+    @property
+    def special_tokens(self) -> Mapping[str, int]:
+        return dict(self.SPECIALS)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.SPECIALS["<eos>"]
+
+    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
+        out: list[int] = []
+        index = 0
+        while index < len(text):
+            special = next(
+                (s for s in self.SPECIALS if allow_special and text.startswith(s, index)), None
+            )
+            if special is not None:
+                out.append(self.SPECIALS[special])
+                index += len(special)
+            else:
+                out.append(ord(text[index]) % 256)
+                index += 1
+        return out
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        names = {v: k for k, v in self.SPECIALS.items()}
+        return "".join(names.get(t, chr(t)) for t in tokens)
+
+
+class ToyChatRenderer:
+    """A minimal chat format: ``role: content<eot>`` per message, then ``assistant:``.
+
+    ``parse_response`` wants the turn to end in ``<eot>``; without it the message is
+    returned with ``ok`` false. ``calls`` records the messages of each prompt built.
+    """
+
+    def __init__(self, stops: list[int] | list[str] | None = None) -> None:
+        self._tokenizer = CharTokenizer()
+        self._stops: list[int] | list[str] = [256] if stops is None else stops
+        self.calls: list[list[dict[str, Any]]] = []
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    def build_generation_prompt(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        prefill: str | None = None,
+    ) -> ModelInput:
+        self.calls.append([dict(m) for m in messages])
+        text = "".join(f"{m['role']}: {m['content']}<eot>" for m in messages)
+        return ModelInput.from_ints(self._tokenizer.encode(text + "assistant:" + (prefill or "")))
+
+    def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
+        ended = bool(tokens) and tokens[-1] == CharTokenizer.SPECIALS["<eot>"]
+        body = list(tokens[:-1]) if ended else list(tokens)
+        return {"role": "assistant", "content": self._tokenizer.decode(body)}, ended
+
+    def get_stop_sequences(self) -> list[int] | list[str]:
+        return list(self._stops)

