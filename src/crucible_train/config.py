@@ -46,12 +46,14 @@ __all__ = [
     "REDACTED",
     "REQUIRED_WHEN_SELECTED_METADATA_KEY",
     "SECRET_METADATA_KEY",
+    "ByteLevelTokenizerSettings",
     "ConsoleMetricsSinkSettings",
     "FieldSpec",
     "FilesBlobStoreSettings",
     "FilesDatasetStoreSettings",
     "FilesMetricsSinkSettings",
     "HuggingFaceHubSettings",
+    "HuggingFaceTokenizerSettings",
     "LocalTorchModelSettings",
     "MemoryVectorStoreSettings",
     "MetricsSettings",
@@ -60,6 +62,7 @@ __all__ = [
     "OpenAICompatLLMSettings",
     "RequestsHttpSettings",
     "SentenceTransformersEmbeddingSettings",
+    "TiktokenTokenizerSettings",
     "WandbMetricsSinkSettings",
     "coerce_env_text",
     "field_specs",
@@ -243,6 +246,53 @@ class HuggingFaceHubSettings:
     token: str | None = secret_field(env="HF_TOKEN", default=None)
     offline: bool = False
     timeout: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
+
+
+@attrs.frozen(kw_only=True)
+class HuggingFaceTokenizerSettings:
+    """``tokenizer.huggingface``: a local ``tokenizer.json`` via the ``tokenizers`` library.
+
+    Args:
+        path: a ``tokenizer.json`` file or a directory containing one.
+    """
+
+    path: str = path_field(validator=_not_blank)
+
+
+TIKTOKEN_PRESETS = ("o200k_base", "o200k_harmony")
+
+
+def _tiktoken_preset(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value not in TIKTOKEN_PRESETS:
+        raise ValueError(f"{attribute.name}: expected one of {list(TIKTOKEN_PRESETS)} or null")
+
+
+@attrs.frozen(kw_only=True)
+class TiktokenTokenizerSettings:
+    """``tokenizer.tiktoken``: a local tiktoken rank file (e.g. ``o200k_base.tiktoken``).
+
+    Args:
+        path: the rank file, plain or gzipped.
+        preset: special tokens to add: ``o200k_base``, ``o200k_harmony`` (gpt-oss) or null.
+    """
+
+    path: str = path_field(validator=_not_blank)
+    preset: str | None = attrs.field(default=None, validator=_tiktoken_preset)
+
+
+@attrs.frozen(kw_only=True)
+class ByteLevelTokenizerSettings:
+    """``tokenizer.byte_level``: UTF-8 bytes (ids 0-255) plus special tokens from 256.
+
+    Args:
+        special_tokens: special token texts, given ids 256, 257, ... in this order.
+        vocab_size: pads the vocabulary to this size; null means 256 + len(special_tokens).
+    """
+
+    special_tokens: list[str] = attrs.field(
+        factory=lambda: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+    )
+    vocab_size: int | None = attrs.field(default=None, validator=_greater_than(0))
 
 
 @attrs.frozen(kw_only=True)

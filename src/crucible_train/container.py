@@ -37,10 +37,12 @@ import attrs
 import yaml
 from dependency_injector import containers, providers
 
+from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
+from crucible_train.adapters.hf_tokenizers.tokenizer import HuggingFaceTokenizer
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
 from crucible_train.adapters.local_torch.model_info import LocalTorchModelInfo
 from crucible_train.adapters.local_torch.sampling_client import LocalTorchSamplingClient
@@ -66,14 +68,17 @@ from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
 from crucible_train.adapters.sentence_transformers.embedding_client import (
     SentenceTransformersEmbeddingClient,
 )
+from crucible_train.adapters.tiktoken_format.tokenizer import TiktokenFileTokenizer
 from crucible_train.adapters.wandb.metrics_sink import WandbMetricsSink
 from crucible_train.config import (
+    ByteLevelTokenizerSettings,
     ConsoleMetricsSinkSettings,
     FieldSpec,
     FilesBlobStoreSettings,
     FilesDatasetStoreSettings,
     FilesMetricsSinkSettings,
     HuggingFaceHubSettings,
+    HuggingFaceTokenizerSettings,
     LocalTorchModelSettings,
     MemoryVectorStoreSettings,
     MetricsSettings,
@@ -82,6 +87,7 @@ from crucible_train.config import (
     OpenAICompatLLMSettings,
     RequestsHttpSettings,
     SentenceTransformersEmbeddingSettings,
+    TiktokenTokenizerSettings,
     WandbMetricsSinkSettings,
     coerce_env_text,
     field_specs,
@@ -151,7 +157,12 @@ BACKENDS: dict[str, dict[str, Backend]] = {
         "local_torch": Backend(adapter=LocalTorchSamplingClient, settings=LocalTorchModelSettings),
         "noop": Backend(adapter=NoopSamplingClient, settings=NoopSettings),
     },
-    "tokenizer": {"noop": Backend(adapter=NoopTokenizer, settings=NoopSettings)},
+    "tokenizer": {
+        "byte_level": Backend(adapter=ByteLevelTokenizer, settings=ByteLevelTokenizerSettings),
+        "huggingface": Backend(adapter=HuggingFaceTokenizer, settings=HuggingFaceTokenizerSettings),
+        "noop": Backend(adapter=NoopTokenizer, settings=NoopSettings),
+        "tiktoken": Backend(adapter=TiktokenFileTokenizer, settings=TiktokenTokenizerSettings),
+    },
     "model_info": {
         "local_torch": Backend(adapter=LocalTorchModelInfo, settings=LocalTorchModelSettings),
         "noop": Backend(adapter=NoopModelInfo, settings=NoopSettings),

@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
@@ -62,6 +63,7 @@ from crucible_train.adapters.openai_compat.llm_client import OpenAICompatLLMClie
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
 from crucible_train.ports import PORTS
 from servers.fake_openai import FakeOpenAI
+from vocab_paths import o200k_base_file, qwen3_dir
 
 
 def _huggingface_hub(tmp_path: pathlib.Path) -> object:
@@ -202,12 +204,32 @@ def _sentence_transformers_embedding() -> object:
     return SentenceTransformersEmbeddingClient()
 
 
+@functools.cache
+def _huggingface_tokenizer() -> object:
+    # Loaded once per session: the tokenizer is immutable and loading takes ~0.5 s.
+    pytest.importorskip("tokenizers")
+    from crucible_train.adapters.hf_tokenizers.tokenizer import HuggingFaceTokenizer
+
+    return HuggingFaceTokenizer(path=str(qwen3_dir()))
+
+
+@functools.cache
+def _tiktoken_tokenizer() -> object:
+    pytest.importorskip("tiktoken")
+    from crucible_train.adapters.tiktoken_format.tokenizer import TiktokenFileTokenizer
+
+    return TiktokenFileTokenizer(path=str(o200k_base_file()), preset="o200k_harmony")
+
+
 CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
     ("training", "noop"): lambda _tmp: NoopTrainingClient(),
     ("training", "local_torch"): _local_torch_training,
     ("sampling", "noop"): lambda _tmp: NoopSamplingClient(),
     ("sampling", "local_torch"): _local_torch_sampling,
     ("tokenizer", "noop"): lambda _tmp: NoopTokenizer(),
+    ("tokenizer", "byte_level"): lambda _tmp: ByteLevelTokenizer(),
+    ("tokenizer", "huggingface"): lambda _tmp: _huggingface_tokenizer(),
+    ("tokenizer", "tiktoken"): lambda _tmp: _tiktoken_tokenizer(),
     ("model_info", "noop"): lambda _tmp: NoopModelInfo(),
     ("model_info", "local_torch"): _local_torch_model_info,
     ("metrics", "noop"): lambda _tmp: NoopMetricsSink(),

