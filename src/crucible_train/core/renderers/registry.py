@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from crucible_train.core.renderers.base import Renderer
+from crucible_train.core.renderers.deepseek_v3 import (
+    DeepSeekV3Renderer,
+    DeepSeekV3ThinkingRenderer,
+)
+from crucible_train.core.renderers.gpt_oss import (
+    GptOssHighReasoningRenderer,
+    GptOssLowReasoningRenderer,
+    GptOssMediumReasoningRenderer,
+    GptOssRenderer,
+)
 from crucible_train.core.renderers.llama3 import Llama3Renderer
 from crucible_train.core.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
@@ -23,6 +33,12 @@ _FACTORIES: dict[str, Callable[[Tokenizer], Renderer]] = {
     "qwen3": Qwen3Renderer,
     "qwen3_disable_thinking": Qwen3DisableThinkingRenderer,
     "qwen3_instruct": Qwen3InstructRenderer,
+    "gpt_oss": GptOssRenderer,
+    "gpt_oss_low_reasoning": GptOssLowReasoningRenderer,
+    "gpt_oss_medium_reasoning": GptOssMediumReasoningRenderer,
+    "gpt_oss_high_reasoning": GptOssHighReasoningRenderer,
+    "deepseekv3": DeepSeekV3Renderer,
+    "deepseekv3_thinking": DeepSeekV3ThinkingRenderer,
 }
 
 
@@ -48,6 +64,8 @@ def get_renderer(name: str, tokenizer: Tokenizer) -> Renderer:
 def _name_for_model(model_name: str) -> str | None:
     """Recommended renderer name for a model (case-insensitive), ``None`` if unknown."""
     short = model_name.split(":")[0].rsplit("/", 1)[-1].lower()
+    if short.startswith("gpt-oss"):
+        return "gpt_oss_medium_reasoning"  # the template's default effort
     if short.startswith(("llama-3", "meta-llama-3")):
         return "llama3" if "instruct" in short else "role_colon"
     if short.startswith("qwen3-") and not short.startswith("qwen3-vl"):
@@ -57,6 +75,8 @@ def _name_for_model(model_name: str) -> str | None:
             return "qwen3_instruct"
         if "2507" not in short:  # Thinking-2507 prefills <think>: a different format
             return "qwen3"
+    if short.startswith("deepseek-v3.1"):  # V3.1 / V3.1-Terminus; thinking is opt-in
+        return "role_colon" if short.endswith("-base") else "deepseekv3"
     return None
 
 

@@ -29,6 +29,7 @@ class RoleColonRenderer(Renderer):
     def __init__(self, tokenizer: Tokenizer, bos_token: str | None = None) -> None:
         super().__init__(tokenizer)
         self._bos = bos_token
+        self.special_token_texts = (bos_token,) if bos_token else ()
 
     def _pieces(
         self,

