@@ -57,8 +57,17 @@ LOSS_FN_NAMES: tuple[LossFnName, ...] = (
 _IMAGE_FORMATS = ("png", "jpeg")
 
 
+_PLAIN_INT = frozenset((int,))
+
+
 def _token_tuple(values: Iterable[int]) -> tuple[int, ...]:
     """Coerce an iterable of token ids to a tuple of Python ints, refusing non-integers."""
+    if type(values) is list or type(values) is tuple:
+        # Fast path (C-level loops): a list/tuple of plain, non-negative Python ints.
+        if not values:
+            return ()
+        if set(map(type, values)) == _PLAIN_INT and min(values) >= 0:
+            return tuple(values)
     out: list[int] = []
     for position, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):

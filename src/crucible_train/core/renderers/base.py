@@ -102,28 +102,44 @@ class Renderer(abc.ABC):
         """Id of a special token, or ``None`` when the vocabulary lacks it."""
         return self._tokenizer.special_tokens.get(text)
 
-    def _encode_pieces(self, pieces: Sequence[Piece]) -> list[int]:
+    def _encode_pieces(
+        self, pieces: Sequence[Piece], cache: dict[tuple[str, bool], list[int]] | None = None
+    ) -> list[int]:
         """Encode pieces as one run.
 
         Text between special tokens is encoded in one call: tokenizers split special
         tokens out before pre-tokenizing, so this equals encoding the whole string.
+        ``cache`` (text, allow_special) → ids memoizes encodings within one public call
+        (encoding is deterministic, so the ids are the same either way).
         """
+        if cache is None:
+            cache = {}
+        encode = self._tokenizer.encode
+        special_id = self._special_id
         out: list[int] = []
         buffer: list[str] = []
+
+        def plain(text: str, allow_special: bool) -> None:
+            key = (text, allow_special)
+            ids = cache.get(key)
+            if ids is None:
+                ids = cache[key] = encode(text, allow_special=allow_special)
+            out.extend(ids)
+
         for piece in pieces:
             if not piece.special:
                 buffer.append(piece.text)
                 continue
             if buffer:
-                out.extend(self._tokenizer.encode("".join(buffer), allow_special=False))
+                plain("".join(buffer), False)
                 buffer = []
-            token = self._special_id(piece.text)
+            token = special_id(piece.text)
             if token is None:
-                out.extend(self._tokenizer.encode(piece.text, allow_special=True))
+                plain(piece.text, True)
             else:
                 out.append(token)
         if buffer:
-            out.extend(self._tokenizer.encode("".join(buffer), allow_special=False))
+            plain("".join(buffer), False)
         return out
 
     def _safe_decode(self, tokens: Sequence[int]) -> str | None:
@@ -213,15 +229,16 @@ class Renderer(abc.ABC):
         weights = [self._weight(p, msgs, mode, turn_start) for p in pieces]
         tokens: list[int] = []
         token_weights: list[float] = []
+        cache: dict[tuple[str, bool], list[int]] = {}
         start = 0
         for end in range(1, len(pieces) + 1):
             if end == len(pieces) or weights[end] != weights[start]:
-                run = self._encode_pieces(pieces[start:end])
+                run = self._encode_pieces(pieces[start:end], cache)
                 tokens.extend(run)
                 token_weights.extend([weights[start]] * len(run))
                 start = end
         out = np.asarray(token_weights, dtype=np.float32)
-        self._zero_prompt_prefix(msgs, tools, mode, turn_start, tokens, out)
+        self._zero_prompt_prefix(msgs, tools, mode, turn_start, tokens, out, cache)
         return ModelInput(chunks=(EncodedTextChunk(tokens=tokens),) if tokens else ()), out
 
     # --- weights ----------------------------------------------------------------------
@@ -254,8 +271,13 @@ class Renderer(abc.ABC):
         turn_start: int,
         tokens: list[int],
         weights: npt.NDArray[np.float32],
+        cache: dict[tuple[str, bool], list[int]] | None = None,
     ) -> None:
-        """Never train what the generation prompt supplies (e.g. a prefilled think block)."""
+        """Never train what the generation prompt supplies (e.g. a prefilled think block).
+
+        ``cache`` holds the encodings of the example's text runs, which the prompt's
+        runs (the same text up to its generation header) mostly reuse.
+        """
         if mode is TrainOnWhat.LAST_ASSISTANT_MESSAGE:
             boundary = len(msgs) - 1
         elif mode is TrainOnWhat.LAST_ASSISTANT_TURN:
@@ -264,7 +286,7 @@ class Renderer(abc.ABC):
             return
         if boundary < 0 or boundary >= len(msgs) or msgs[boundary].role != "assistant":
             return
-        prompt = self._encode_pieces(self._pieces(msgs[:boundary], tools, generation=True))
+        prompt = self._encode_pieces(self._pieces(msgs[:boundary], tools, generation=True), cache)
         if tokens[: len(prompt)] == prompt:
             weights[: len(prompt)] = 0.0
 
