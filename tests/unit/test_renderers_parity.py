@@ -533,7 +533,10 @@ def test_disable_thinking_zero_weights_the_empty_block_and_refuses_reasoning() -
 
 
 def test_registry_names_and_model_lookup() -> None:
-    assert list_renderers() == sorted([*VOCAB_OF, *GPT_OSS_RENDERERS])
+    # Qwen3-VL parity tests: tests/unit/test_renderers_qwen3_vl.py
+    # Kimi K2: tests/unit/test_renderers_kimi_k2.py
+    qwen3_vl = ["qwen3_vl", "qwen3_vl_instruct", "kimi_k2"]
+    assert list_renderers() == sorted([*VOCAB_OF, *GPT_OSS_RENDERERS, *qwen3_vl])
     port = _port("qwen3")
     for model, expected in [
         ("meta-llama/Llama-3.1-8B-Instruct", "llama3"),

@@ -15,12 +15,14 @@ from crucible_train.core.renderers.gpt_oss import (
     GptOssMediumReasoningRenderer,
     GptOssRenderer,
 )
+from crucible_train.core.renderers.kimi_k2 import KimiK2Renderer
 from crucible_train.core.renderers.llama3 import Llama3Renderer
 from crucible_train.core.renderers.qwen3 import (
     Qwen3DisableThinkingRenderer,
     Qwen3InstructRenderer,
     Qwen3Renderer,
 )
+from crucible_train.core.renderers.qwen3_vl import Qwen3VLInstructRenderer, Qwen3VLRenderer
 from crucible_train.core.renderers.role_colon import RoleColonRenderer
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.tokenizer import Tokenizer
@@ -33,12 +35,15 @@ _FACTORIES: dict[str, Callable[[Tokenizer], Renderer]] = {
     "qwen3": Qwen3Renderer,
     "qwen3_disable_thinking": Qwen3DisableThinkingRenderer,
     "qwen3_instruct": Qwen3InstructRenderer,
+    "qwen3_vl": Qwen3VLRenderer,
+    "qwen3_vl_instruct": Qwen3VLInstructRenderer,
     "gpt_oss": GptOssRenderer,
     "gpt_oss_low_reasoning": GptOssLowReasoningRenderer,
     "gpt_oss_medium_reasoning": GptOssMediumReasoningRenderer,
     "gpt_oss_high_reasoning": GptOssHighReasoningRenderer,
     "deepseekv3": DeepSeekV3Renderer,
     "deepseekv3_thinking": DeepSeekV3ThinkingRenderer,
+    "kimi_k2": KimiK2Renderer,
 }
 
 
@@ -75,6 +80,10 @@ def _name_for_model(model_name: str) -> str | None:
             return "qwen3_instruct"
         if "2507" not in short:  # Thinking-2507 prefills <think>: a different format
             return "qwen3"
+    if short.startswith("qwen3-vl-"):
+        return "qwen3_vl_instruct" if "instruct" in short else "qwen3_vl"
+    if short.startswith("kimi-k2-thinking"):  # K2-Instruct has another template
+        return "kimi_k2"
     if short.startswith("deepseek-v3.1"):  # V3.1 / V3.1-Terminus; thinking is opt-in
         return "role_colon" if short.endswith("-base") else "deepseekv3"
     return None
