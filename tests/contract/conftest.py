@@ -63,6 +63,7 @@ from crucible_train.adapters.openai_compat.llm_client import OpenAICompatLLMClie
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
 from crucible_train.ports import PORTS
 from servers.fake_openai import FakeOpenAI
+
 from vocab_paths import o200k_base_file, qwen3_dir
 
 

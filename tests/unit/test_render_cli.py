@@ -10,6 +10,7 @@ import pytest
 
 from crucible_train.cli import main
 from crucible_train.core.renderers import get_renderer
+
 from vocab_paths import o200k_base_file, qwen3_dir
 
 CONV = [

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from crucible_train.core.renderers import Renderer, TrainOnWhat, get_renderer, renderer_for_model
 from crucible_train.errors import ConfigurationError, TokenizerError
+
+from renderer_cases import CASES, TOOLS
 from vocab_paths import deepseek_v3_dir
 
 tokenizers = pytest.importorskip("tokenizers")
@@ -97,56 +99,6 @@ WEATHER_TOOL = {
             "required": ["city"],
         },
     },
-}
-_SYS = {"role": "system", "content": "You are a helpful assistant."}
-_BASIC = [
-    _SYS,
-    {"role": "user", "content": "What is 2+2?"},
-    {"role": "assistant", "content": "2+2 = 4."},
-    {"role": "user", "content": "And 3+3?"},
-]
-_TOOLS = [
-    _SYS,
-    {"role": "user", "content": "What's the weather in Paris?"},
-    {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [
-            {
-                "type": "function",
-                "id": "call_1",
-                "function": {
-                    "name": "get_weather",
-                    "arguments": '{"city": "Paris", "unit": "celsius"}',
-                },
-            }
-        ],
-    },
-    {
-        "role": "tool",
-        "tool_call_id": "call_1",
-        "content": '{"temperature": 18, "condition": "sunny"}',
-    },
-]
-_THINK = [
-    {"role": "user", "content": "What is 7*8?"},
-    {"role": "assistant", "content": "56", "reasoning_content": "7*8 = 56."},
-    {"role": "user", "content": "Now add 10."},
-]
-CASES: dict[str, tuple[list[dict[str, Any]], bool]] = {
-    "basic_gen": (_BASIC, True),
-    "user_only_gen": ([{"role": "user", "content": "Hello!"}], True),
-    "sft_multiturn": ([*_BASIC, {"role": "assistant", "content": "3+3 = 6."}], False),
-    "tools_gen_after_tool_result": (_TOOLS, True),
-    "tools_full": (
-        [*_TOOLS, {"role": "assistant", "content": "It is 18°C and sunny in Paris."}],
-        False,
-    ),
-    "thinking_multiturn_gen": (_THINK, True),
-    "thinking_multiturn_full": (
-        [*_THINK, {"role": "assistant", "content": "66", "thinking": "56 + 10 = 66."}],
-        False,
-    ),
 }
 
 
@@ -393,7 +345,7 @@ def test_headers_are_trained_only_under_all_tokens() -> None:
         {"role": "user", "content": "U1"},
         {"role": "assistant", "content": "A1"},
         {"role": "user", "content": "U2"},
-        {"role": "assistant", "content": "", "tool_calls": _TOOLS[2]["tool_calls"]},
+        {"role": "assistant", "content": "", "tool_calls": TOOLS[2]["tool_calls"]},
         {"role": "tool", "content": "R"},
         {"role": "assistant", "content": "A3"},
     ]
@@ -473,7 +425,7 @@ def test_parse_response_round_trips_rendered_turns(name: str) -> None:
             if "reasoning_content" in message:
                 return  # after a tool result the format has no think block
             conv += [
-                {"role": "assistant", "content": "", "tool_calls": _TOOLS[2]["tool_calls"]},
+                {"role": "assistant", "content": "", "tool_calls": TOOLS[2]["tool_calls"]},
                 {"role": "tool", "content": "r"},
             ]
         model_input, weights = renderer.build_supervised_example([*conv, message])

@@ -28,6 +28,8 @@ from crucible_train.core.renderers.base import Renderer
 from crucible_train.core.renderers.gpt_oss import GptOssRenderer
 from crucible_train.errors import ConfigurationError, InvalidDataError
 from crucible_train.ports.tokenizer import Tokenizer
+
+from renderer_cases import CASES, SYSTEM, TOOL_CASES, TOOLS
 from vocab_paths import o200k_base_file
 
 REFERENCE = Path("/work/shared/reference/chat_templates")
@@ -153,57 +155,6 @@ SEARCH_TOOL = {
 }
 NOARG_TOOL = {"type": "function", "function": {"name": "ping", "description": "Ping."}}
 
-_SYS = {"role": "system", "content": "You are a helpful assistant."}
-_BASIC = [
-    _SYS,
-    {"role": "user", "content": "What is 2+2?"},
-    {"role": "assistant", "content": "2+2 = 4."},
-    {"role": "user", "content": "And 3+3?"},
-]
-_TOOLS = [
-    _SYS,
-    {"role": "user", "content": "What's the weather in Paris?"},
-    {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [
-            {
-                "type": "function",
-                "id": "call_1",
-                "function": {
-                    "name": "get_weather",
-                    "arguments": '{"city": "Paris", "unit": "celsius"}',
-                },
-            }
-        ],
-    },
-    {
-        "role": "tool",
-        "tool_call_id": "call_1",
-        "content": '{"temperature": 18, "condition": "sunny"}',
-    },
-]
-_THINK = [
-    {"role": "user", "content": "What is 7*8?"},
-    {"role": "assistant", "content": "56", "reasoning_content": "7*8 = 56."},
-    {"role": "user", "content": "Now add 10."},
-]
-CASES: dict[str, tuple[list[dict[str, Any]], bool]] = {
-    "basic_gen": (_BASIC, True),
-    "user_only_gen": ([{"role": "user", "content": "Hello!"}], True),
-    "sft_multiturn": ([*_BASIC, {"role": "assistant", "content": "3+3 = 6."}], False),
-    "tools_gen_after_tool_result": (_TOOLS, True),
-    "tools_full": (
-        [*_TOOLS, {"role": "assistant", "content": "It is 18°C and sunny in Paris."}],
-        False,
-    ),
-    "thinking_multiturn_gen": (_THINK, True),
-    "thinking_multiturn_full": (
-        [*_THINK, {"role": "assistant", "content": "66", "thinking": "56 + 10 = 66."}],
-        False,
-    ),
-}
-TOOL_CASES = {"tools_gen_after_tool_result", "tools_full"}
 VARIANTS = {
     "default": ["gpt_oss", "gpt_oss_medium_reasoning"],
     "reasoning_high": ["gpt_oss_high_reasoning"],
@@ -438,7 +389,7 @@ def test_untrained_prefix_is_the_generation_prompt(name: str, hf_render: Any) ->
 def test_trained_text_of_answers_and_calls() -> None:
     renderer = _renderer()
     tok = renderer.tokenizer
-    conv = [_SYS, {"role": "user", "content": "Q"}]
+    conv = [SYSTEM, {"role": "user", "content": "Q"}]
 
     def trained(target: dict[str, Any], mode: str = "last_assistant_message") -> str:
         model_input, weights = renderer.build_supervised_example([*conv, target], mode)
@@ -452,7 +403,7 @@ def test_trained_text_of_answers_and_calls() -> None:
         "<|channel|>analysis<|message|>R<|end|><|start|>assistant<|channel|>final<|message|>A"
         "<|return|>"
     )
-    call = {"role": "assistant", "content": "", "tool_calls": _TOOLS[2]["tool_calls"]}
+    call = {"role": "assistant", "content": "", "tool_calls": TOOLS[2]["tool_calls"]}
     assert trained(call) == (
         ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris", '
         '"unit": "celsius"}<|call|>'

@@ -31,6 +31,8 @@ from crucible_train.core.renderers import (
 )
 from crucible_train.errors import ConfigurationError, InvalidDataError, TokenizerError
 
+from renderer_cases import CASES, TOOL_CASES, TOOLS
+
 tokenizers = pytest.importorskip("tokenizers")
 
 REFERENCE = Path("/work/shared/reference/chat_templates")
@@ -147,57 +149,6 @@ WEATHER_TOOL = {
         },
     },
 }
-_SYS = {"role": "system", "content": "You are a helpful assistant."}
-_BASIC = [
-    _SYS,
-    {"role": "user", "content": "What is 2+2?"},
-    {"role": "assistant", "content": "2+2 = 4."},
-    {"role": "user", "content": "And 3+3?"},
-]
-_TOOLS = [
-    _SYS,
-    {"role": "user", "content": "What's the weather in Paris?"},
-    {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [
-            {
-                "type": "function",
-                "id": "call_1",
-                "function": {
-                    "name": "get_weather",
-                    "arguments": '{"city": "Paris", "unit": "celsius"}',
-                },
-            }
-        ],
-    },
-    {
-        "role": "tool",
-        "tool_call_id": "call_1",
-        "content": '{"temperature": 18, "condition": "sunny"}',
-    },
-]
-_THINK = [
-    {"role": "user", "content": "What is 7*8?"},
-    {"role": "assistant", "content": "56", "reasoning_content": "7*8 = 56."},
-    {"role": "user", "content": "Now add 10."},
-]
-CASES: dict[str, tuple[list[dict[str, Any]], bool]] = {
-    "basic_gen": (_BASIC, True),
-    "user_only_gen": ([{"role": "user", "content": "Hello!"}], True),
-    "sft_multiturn": ([*_BASIC, {"role": "assistant", "content": "3+3 = 6."}], False),
-    "tools_gen_after_tool_result": (_TOOLS, True),
-    "tools_full": (
-        [*_TOOLS, {"role": "assistant", "content": "It is 18°C and sunny in Paris."}],
-        False,
-    ),
-    "thinking_multiturn_gen": (_THINK, True),
-    "thinking_multiturn_full": (
-        [*_THINK, {"role": "assistant", "content": "66", "thinking": "56 + 10 = 66."}],
-        False,
-    ),
-}
-TOOL_CASES = {"tools_gen_after_tool_result", "tools_full"}
 
 # renderer → (reference json, variant, whether the supervised text drops the template's
 # final "\n" after the stop token — a deliberate difference: an example ends at its stop).
@@ -482,7 +433,7 @@ def test_train_on_what_selects_message_outputs(mode: TrainOnWhat, trained: set[i
         {"role": "user", "content": "U1"},
         {"role": "assistant", "content": "A1"},
         {"role": "user", "content": "U2"},
-        {"role": "assistant", "content": "", "tool_calls": _TOOLS[2]["tool_calls"]},
+        {"role": "assistant", "content": "", "tool_calls": TOOLS[2]["tool_calls"]},
         {"role": "tool", "content": "R"},
         {"role": "assistant", "content": "A3"},
     ]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.errors import ConfigurationError, TokenizerError
+
 from vocab_paths import deepseek_v3_dir, llama3_dir, o200k_base_file, qwen3_dir
 
 # DeepSeek spells its specials with FULLWIDTH VERTICAL LINE (U+FF5C) and U+2581.

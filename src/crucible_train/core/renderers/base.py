@@ -142,6 +142,12 @@ class Renderer(abc.ABC):
             plain("".join(buffer), False)
         return out
 
+    def _decode_turn(self, tokens: Sequence[int], stop_text: str) -> tuple[str | None, bool]:
+        """Text of a sampled turn before its stop token (``None`` if undecodable), and
+        whether the turn ended with exactly one stop token."""
+        body, ok = split_at_stop(tokens, self._stop_token(stop_text))
+        return self._safe_decode(body), ok
+
     def _safe_decode(self, tokens: Sequence[int]) -> str | None:
         """Decoded text, or ``None`` when the ids are not decodable (parsing never raises)."""
         try:

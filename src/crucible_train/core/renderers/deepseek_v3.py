@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crucible_train.core.renderers.base import Piece, Renderer, split_at_stop
+from crucible_train.core.renderers.base import Piece, Renderer
 from crucible_train.core.renderers.messages import Message, message_text
 
 __all__ = ["DeepSeekV3Renderer", "DeepSeekV3ThinkingRenderer"]
@@ -153,13 +153,10 @@ class DeepSeekV3Renderer(Renderer):
 
     def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
         """Reasoning (text before ``</think>``), text and the tool-call section of a turn."""
-        body, ok = split_at_stop(tokens, self._stop_token(_EOS))
-        text = self._safe_decode(body)
-        if text is None:
-            return {"role": "assistant", "content": ""}, False
+        text, ok = self._decode_turn(tokens, _EOS)
+        if text is None or not ok:
+            return {"role": "assistant", "content": text or ""}, False
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if not ok:
-            return message, False
         reasoning = ""
         if _END_THINK in text:
             think, _, text = text.partition(_END_THINK)

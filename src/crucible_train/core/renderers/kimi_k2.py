@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crucible_train.core.renderers.base import Piece, Renderer, split_at_stop
+from crucible_train.core.renderers.base import Piece, Renderer
 from crucible_train.core.renderers.messages import Message, message_text
 from crucible_train.errors import InvalidDataError
 
@@ -109,13 +109,10 @@ class KimiK2Renderer(Renderer):
 
     def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
         """Reasoning (``<think>…</think>``) and text of a sampled turn."""
-        body, ok = split_at_stop(tokens, self._stop_token(_IM_END))
-        text = self._safe_decode(body)
-        if text is None:
-            return {"role": "assistant", "content": ""}, False
+        text, ok = self._decode_turn(tokens, _IM_END)
+        if text is None or not ok:
+            return {"role": "assistant", "content": text or ""}, False
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if not ok:
-            return message, False
         if text.startswith("<think>"):
             reasoning, sep, content = text[len("<think>") :].partition("</think>")
             if not sep or "<think>" in reasoning or "<think>" in content:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from crucible_train.core.renderers.base import Piece, Renderer, split_at_stop
+from crucible_train.core.renderers.base import Piece, Renderer
 from crucible_train.core.renderers.messages import Message, message_text
 from crucible_train.errors import InvalidDataError
 
@@ -106,8 +106,7 @@ class Llama3Renderer(Renderer):
 
     def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
         """Text before ``<|eot_id|>``; a bare ``{"name", "parameters"}`` object is a tool call."""
-        body, ok = split_at_stop(tokens, self._stop_token(_EOT))
-        text = self._safe_decode(body)
+        text, ok = self._decode_turn(tokens, _EOT)
         if text is None:
             return {"role": "assistant", "content": ""}, False
         call = _as_tool_call(text)

@@ -171,13 +171,10 @@ class Qwen3Renderer(Renderer):
 
     def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
         """Reasoning, text and ``<tool_call>`` blocks of a sampled turn."""
-        body, ok = split_at_stop(tokens, self._stop_token(_IM_END))
-        text = self._safe_decode(body)
-        if text is None:
-            return {"role": "assistant", "content": ""}, False
+        text, ok = self._decode_turn(tokens, _IM_END)
+        if text is None or not ok:
+            return {"role": "assistant", "content": text or ""}, False
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if not ok:
-            return message, False
         reasoning = ""
         if "</think>" in text:
             think, _, text = text.partition("</think>")
