@@ -126,6 +126,9 @@ class CharTokenizer(Tokenizer):
                 index += 1
         return out
 
+    def encode_batch(self, texts: Sequence[str], *, allow_special: bool = True) -> list[list[int]]:
+        return [self.encode(text, allow_special=allow_special) for text in texts]
+
     def decode(self, tokens: Sequence[int]) -> str:
         names = {v: k for k, v in self.SPECIALS.items()}
         return "".join(names.get(t, chr(t)) for t in tokens)

@@ -1,5 +1,6 @@
 """Tokenizer contract: protocol conformance, sane properties, lossless round trips,
-special tokens kept whole; noop refuses encode/decode."""
+special tokens kept whole, batch encoding equal to encoding text by text; noop refuses
+encode/encode_batch/decode."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ PORT = "tokenizer"
 
 CALLS: dict[str, Callable[[Any], object]] = {
     "encode": lambda t: t.encode("hello"),
+    "encode_batch": lambda t: t.encode_batch(["hello"]),
     "decode": lambda t: t.decode([1, 2]),
 }
 
@@ -106,3 +108,30 @@ def test_encode_is_the_same_after_pickling(working_adapter):
     assert clone.vocab_size == working_adapter.vocab_size
     assert dict(clone.special_tokens) == dict(working_adapter.special_tokens)
     assert clone.eos_token_id == working_adapter.eos_token_id
+
+
+@pytest.mark.parametrize("allow_special", [True, False])
+def test_encode_batch_equals_encoding_each_text(working_adapter, allow_special):
+    specials = sorted(working_adapter.special_tokens)[:8]
+    texts = [
+        *TEXTS,
+        "",
+        "x " + " mid ".join(specials) + " y",
+        *(f"a{text}b" for text in specials),
+        TEXTS[2],  # a repeat
+        "",
+    ]
+    expected = [working_adapter.encode(text, allow_special=allow_special) for text in texts]
+    assert working_adapter.encode_batch(texts, allow_special=allow_special) == expected
+    assert working_adapter.encode_batch(tuple(texts), allow_special=allow_special) == expected
+
+
+def test_encode_batch_defaults_to_allowing_specials(working_adapter):
+    texts = ["x " + " ".join(sorted(working_adapter.special_tokens)[:4]) + " y", "plain"]
+    assert working_adapter.encode_batch(texts) == [working_adapter.encode(t) for t in texts]
+
+
+def test_encode_batch_of_nothing_is_empty(working_adapter):
+    assert working_adapter.encode_batch([]) == []
+    assert working_adapter.encode_batch([], allow_special=False) == []
+    assert working_adapter.encode_batch([""]) == [[]]

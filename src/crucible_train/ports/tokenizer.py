@@ -2,7 +2,8 @@
 
 A new adapter must guarantee: ``encode`` never splits a registered special token that
 appears in its input when ``allow_special`` is true; ``decode(encode(s)) == s`` for any
-text the vocabulary can represent; encoding is deterministic and thread-safe.
+text the vocabulary can represent; ``encode_batch(texts)[i] == encode(texts[i])``;
+encoding is deterministic and thread-safe.
 """
 
 from __future__ import annotations
@@ -42,6 +43,22 @@ class Tokenizer(Protocol):
 
         Raises:
             TokenizerError: the text cannot be encoded.
+        """
+        ...
+
+    def encode_batch(self, texts: Sequence[str], *, allow_special: bool = True) -> list[list[int]]:
+        """Token ids of each text, in order: element ``i`` equals ``encode(texts[i], ...)``.
+
+        The batch form exists for speed (one call across the texts, which an adapter may
+        encode in parallel); it never changes a token. Renderers encode all the text runs
+        of many conversations with one call.
+
+        Args:
+            texts: the texts to encode; may be empty, and may contain empty strings.
+            allow_special: as in :meth:`encode`, applied to every text.
+
+        Raises:
+            TokenizerError: a text cannot be encoded.
         """
         ...
 

@@ -113,6 +113,14 @@ class ByteLevelTokenizer(Tokenizer):
             raise TokenizerError(f"text is not encodable as UTF-8: {exc}") from exc
         return tokens
 
+    def encode_batch(self, texts: Sequence[str], *, allow_special: bool = True) -> list[list[int]]:
+        """Token ids of each text, as :meth:`encode` gives them (pure Python, a loop).
+
+        Raises:
+            TokenizerError: an element is not a string or holds lone surrogates.
+        """
+        return [self.encode(text, allow_special=allow_special) for text in texts]
+
     def decode(self, tokens: Sequence[int]) -> str:
         """Bytes joined and decoded as UTF-8 (``errors="replace"``), specials as their text.
 

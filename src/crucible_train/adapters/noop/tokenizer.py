@@ -1,8 +1,9 @@
 """Noop tokenizer (adapter layer, no technology): an empty vocabulary that cannot encode.
 
-``encode`` and ``decode`` raise :class:`~crucible_train.errors.BackendNotConfiguredError`
-naming ``tokenizer.backend``. The properties describe an empty vocabulary instead of
-raising, because ``isinstance`` checks against runtime protocols read them on Python 3.11.
+``encode``, ``encode_batch`` and ``decode`` raise
+:class:`~crucible_train.errors.BackendNotConfiguredError` naming ``tokenizer.backend``.
+The properties describe an empty vocabulary instead of raising, because ``isinstance``
+checks against runtime protocols read them on Python 3.11.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class NoopTokenizer(Tokenizer):
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
         """Raise :class:`~crucible_train.errors.BackendNotConfiguredError`."""
         raise not_configured(_PORT, "encode")
+
+    def encode_batch(self, texts: Sequence[str], *, allow_special: bool = True) -> list[list[int]]:
+        """Raise :class:`~crucible_train.errors.BackendNotConfiguredError`."""
+        raise not_configured(_PORT, "encode_batch")
 
     def decode(self, tokens: Sequence[int]) -> str:
         """Raise :class:`~crucible_train.errors.BackendNotConfiguredError`."""
