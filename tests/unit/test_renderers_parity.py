@@ -108,6 +108,7 @@ VOCAB_OF = {
     "qwen3": "qwen3",
     "qwen3_disable_thinking": "qwen3",
     "qwen3_instruct": "qwen3",
+    "qwen3_thinking": "qwen3",
     "deepseekv3": "deepseek_v3",
     "deepseekv3_thinking": "deepseek_v3",
 }
@@ -194,7 +195,7 @@ def test_reference_supervised_examples_match_text_and_ids(name: str) -> None:
     assert len(results) == 3
     for ref in results:
         messages, _ = CASES[ref["case"]]
-        if name == "qwen3_disable_thinking" and messages[-1].get("thinking"):
+        if name in NO_REASONING_TARGET and messages[-1].get("thinking"):
             # A reasoned target cannot follow a "don't think" prompt.
             with pytest.raises(InvalidDataError, match="reasoning"):
                 renderer.build_supervised_example(messages, tools=_tools_for(ref["case"]))
@@ -322,26 +323,76 @@ def _hf_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-HF_SETUPS = {
-    # renderer: (family, template file, apply_chat_template kwargs, tools?, reasoning?, calls)
-    "llama3": ("llama3", "llama3_1.jinja", {}, True, False, 1),
-    "qwen3": ("qwen3", "qwen3.jinja", {}, True, True, 3),
-    "qwen3_disable_thinking": ("qwen3", "qwen3.jinja", {"enable_thinking": False}, True, True, 3),
+# A pinned date for the Llama 3.2 template (which otherwise writes today's date).
+LLAMA3_2_DATE = "01 Jun 2025"
+
+HF_SETUPS: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any], bool, bool, int]] = {
+    # setup: (renderer, family, template file, apply_chat_template kwargs, renderer kwargs,
+    #         tools?, reasoning?, max calls per turn)
+    "llama3_1": ("llama3", "llama3", "llama3_1.jinja", {}, {}, True, False, 1),
+    "llama3_3": ("llama3", "llama3", "llama3_3.jinja", {}, {}, True, False, 1),
+    "llama3_2": (
+        "llama3",
+        "llama3",
+        "llama3_2.jinja",
+        {"date_string": LLAMA3_2_DATE},
+        {"date_string": LLAMA3_2_DATE},
+        True,
+        False,
+        1,
+    ),
+    "qwen3": ("qwen3", "qwen3", "qwen3.jinja", {}, {}, True, True, 3),
+    "qwen3_disable_thinking": (
+        "qwen3_disable_thinking",
+        "qwen3",
+        "qwen3.jinja",
+        {"enable_thinking": False},
+        {},
+        True,
+        True,
+        3,
+    ),
+    "qwen3_thinking": (
+        "qwen3_thinking",
+        "qwen3",
+        "qwen3_thinking_2507.jinja",
+        {},
+        {},
+        True,
+        True,
+        3,
+    ),
 }
 
 
-@pytest.mark.parametrize("name", sorted(HF_SETUPS))
-def test_random_generation_prompts_match_apply_chat_template(name: str) -> None:
+def hf_tokenizer(family: str, template: str) -> Any:
+    """transformers' fast tokenizer over an offline vocabulary with a vendored template."""
     transformers = pytest.importorskip("transformers")
-    family, template, kwargs, with_tools, reasoning, max_calls = HF_SETUPS[name]
     info = FAMILIES[family]
-    hf = transformers.PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_file=str(_package_file(*info["file"])),
         chat_template=(REFERENCE / template).read_text(encoding="utf-8"),
         **info["hf_kwargs"],
     )
-    renderer = _renderer(name)
-    rng = random.Random(f"renderers-{name}")
+
+
+def setup_renderer(setup: str) -> Renderer:
+    """The renderer of an ``HF_SETUPS`` entry, with its keyword options."""
+    name, family, _, _, renderer_kwargs, *_ = HF_SETUPS[setup]
+    if not renderer_kwargs:
+        return _renderer(name)
+    factory: Any = type(_renderer(name))
+    renderer: Renderer = factory(_port(family), **renderer_kwargs)
+    return renderer
+
+
+@pytest.mark.parametrize("setup", sorted(HF_SETUPS))
+def test_random_generation_prompts_match_apply_chat_template(setup: str) -> None:
+    _, family, template, kwargs, _, with_tools, reasoning, max_calls = HF_SETUPS[setup]
+    assert N_RANDOM >= 50
+    hf = hf_tokenizer(family, template)
+    renderer = setup_renderer(setup)
+    rng = random.Random(f"renderers-{setup}")
     checked = with_tool_calls = 0
     for _ in range(N_RANDOM):
         use_tools = with_tools and rng.random() < 0.4
@@ -370,12 +421,19 @@ def test_random_generation_prompts_match_apply_chat_template(name: str) -> None:
 # --- weight properties -------------------------------------------------------------------
 
 
+#: Renderers that refuse reasoning in a trained final turn (their format cannot show it).
+NO_REASONING_TARGET = frozenset(
+    {"deepseekv3", "llama3", "qwen3_disable_thinking", "qwen3_instruct", "role_colon"}
+)
+
+
 def _supervised_cases(rng: random.Random, name: str) -> list[list[dict[str, Any]]]:
     """Reference cases plus random ones, each ending in an assistant answer."""
     tools_ok = name != "role_colon"
-    reasoning = name in ("qwen3", "qwen3_instruct")
+    reasoning = name in ("qwen3", "qwen3_thinking")
     convs = [m for m, gen in CASES.values() if not gen]
-    if name == "qwen3_disable_thinking":
+    if name in NO_REASONING_TARGET:
+        # These formats refuse a reasoned final turn (they cannot write its reasoning).
         convs = [c for c in convs if not c[-1].get("thinking")]
     convs += [[*m, {"role": "assistant", "content": "Fine."}] for m, gen in CASES.values() if gen]
     for _ in range(30):
@@ -486,7 +544,8 @@ def test_disable_thinking_zero_weights_the_empty_block_and_refuses_reasoning() -
 def test_registry_names_and_model_lookup() -> None:
     # Qwen3-VL parity tests: tests/unit/test_renderers_qwen3_vl.py
     # Kimi K2: tests/unit/test_renderers_kimi_k2.py
-    qwen3_vl = ["qwen3_vl", "qwen3_vl_instruct", "kimi_k2"]
+    # DeepSeek V3-0324: tests/unit/test_renderers_deepseek.py
+    qwen3_vl = ["qwen3_vl", "qwen3_vl_instruct", "kimi_k2", "deepseekv3_0324"]
     assert list_renderers() == sorted([*VOCAB_OF, *GPT_OSS_RENDERERS, *qwen3_vl])
     port = _port("qwen3")
     for model, expected in [
@@ -496,6 +555,9 @@ def test_registry_names_and_model_lookup() -> None:
         ("Qwen/Qwen3-8B", "qwen3"),
         ("qwen/qwen3-30b-a3b", "qwen3"),
         ("Qwen/Qwen3-4B-Instruct-2507", "qwen3_instruct"),
+        ("Qwen/Qwen3-4B-Thinking-2507", "qwen3_thinking"),
+        ("Qwen/Qwen3-30B-A3B-Thinking-2507", "qwen3_thinking"),
+        ("meta-llama/Llama-3.2-3B-Instruct", "llama3"),
         ("Qwen/Qwen3-8B-Base", "role_colon"),
     ]:
         assert renderer_for_model(model, port).name == expected, model
@@ -518,13 +580,12 @@ _SAFE_TEXT = st.text(
 @st.composite
 def _assistant_message(draw: st.DrawFn, name: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": draw(_SAFE_TEXT)}
-    if name == "qwen3" and draw(st.booleans()):
+    if name in ("qwen3", "qwen3_thinking") and draw(st.booleans()):
         reasoning = draw(_SAFE_TEXT)
         if reasoning:
             message["reasoning_content"] = reasoning
-    if name in ("llama3", "qwen3", "qwen3_disable_thinking", "qwen3_instruct") and draw(
-        st.booleans()
-    ):
+    qwen_family = ("qwen3", "qwen3_disable_thinking", "qwen3_instruct", "qwen3_thinking")
+    if name in ("llama3", *qwen_family) and draw(st.booleans()):
         n_calls = 1 if name == "llama3" else draw(st.integers(1, 3))
         calls = []
         for _ in range(n_calls):

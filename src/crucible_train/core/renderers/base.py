@@ -12,7 +12,8 @@ generation prompt of the preceding messages.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,7 +25,7 @@ from crucible_train.errors import InvalidDataError
 from crucible_train.ports.tokenizer import Tokenizer
 from crucible_train.types import EncodedTextChunk, ModelInput
 
-__all__ = ["Piece", "Renderer", "split_at_stop"]
+__all__ = ["Conversation", "Piece", "Renderer", "split_at_stop"]
 
 
 @attrs.frozen
@@ -93,6 +94,25 @@ class Renderer(abc.ABC):
         Never raises: malformed output gives ``ok=False`` and the decoded text.
         """
 
+    #: How to fix a refused reasoning target (see :meth:`_writes_final_reasoning`).
+    reasoning_hint: str = (
+        "remove reasoning_content from that turn, or use a renderer of a format with reasoning"
+    )
+
+    def _writes_final_reasoning(self, messages: list[Message]) -> bool:
+        """Whether the final assistant turn's reasoning appears in its supervised example.
+
+        Formats without reasoning (or that drop it in this position) return ``False``;
+        a *trained* final turn with reasoning is then refused instead of silently
+        teaching the model to answer without it.
+        """
+        return True
+
+    def _inline_reasoning(self, messages: list[Message]) -> bool:
+        """Whether the final turn's content carries reasoning inline (e.g. before a
+        ``</think>``) that this format would strip; default: no."""
+        return False
+
     def _check_supervised(self, messages: list[Message]) -> None:  # noqa: B027 - optional hook
         """Refuse conversations this format cannot train on (default: accept all)."""
 
@@ -102,45 +122,69 @@ class Renderer(abc.ABC):
         """Id of a special token, or ``None`` when the vocabulary lacks it."""
         return self._tokenizer.special_tokens.get(text)
 
-    def _encode_pieces(
-        self, pieces: Sequence[Piece], cache: dict[tuple[str, bool], list[int]] | None = None
-    ) -> list[int]:
-        """Encode pieces as one run.
+    def _plan_pieces(self, pieces: Sequence[Piece], plan: list[_Step]) -> None:
+        """Append to ``plan`` the steps that encode ``pieces`` as one run.
 
-        Text between special tokens is encoded in one call: tokenizers split special
-        tokens out before pre-tokenizing, so this equals encoding the whole string.
-        ``cache`` (text, allow_special) → ids memoizes encodings within one public call
-        (encoding is deterministic, so the ids are the same either way).
+        Text between special tokens becomes one plain run: tokenizers split special
+        tokens out before pre-tokenizing, so this equals encoding the whole string. A
+        special piece is its id, or, when the vocabulary lacks it, its text encoded with
+        specials allowed.
         """
-        if cache is None:
-            cache = {}
-        encode = self._tokenizer.encode
         special_id = self._special_id
-        out: list[int] = []
         buffer: list[str] = []
-
-        def plain(text: str, allow_special: bool) -> None:
-            key = (text, allow_special)
-            ids = cache.get(key)
-            if ids is None:
-                ids = cache[key] = encode(text, allow_special=allow_special)
-            out.extend(ids)
-
         for piece in pieces:
             if not piece.special:
                 buffer.append(piece.text)
                 continue
             if buffer:
-                plain("".join(buffer), False)
+                plan.append("".join(buffer))
                 buffer = []
             token = special_id(piece.text)
-            if token is None:
-                plain(piece.text, True)
-            else:
-                out.append(token)
+            plan.append(_SpecialText(piece.text) if token is None else token)
         if buffer:
-            plain("".join(buffer), False)
+            plan.append("".join(buffer))
+
+    def _encode_plans(self, plans: Sequence[Sequence[_Step]]) -> list[list[int]]:
+        """Token ids of every plan.
+
+        Each distinct text run of all the plans is encoded once, with one
+        ``encode_batch`` call per ``allow_special`` value: a batch of many
+        conversations repeats runs (the text between turns, tool specs) and the
+        tokenizer may encode a batch on several cores.
+        """
+        plain: dict[str, list[int]] = {}
+        literal: dict[str, list[int]] = {}
+        for plan in plans:
+            for step in plan:
+                if type(step) is str:
+                    plain[step] = _EMPTY
+                elif type(step) is _SpecialText:
+                    literal[step.text] = _EMPTY
+        for table, allow_special in ((plain, False), (literal, True)):
+            if table:
+                texts = list(table)
+                table.update(zip(texts, self._encode_batch(texts, allow_special), strict=True))
+        out: list[list[int]] = []
+        for plan in plans:
+            tokens: list[int] = []
+            for step in plan:
+                if type(step) is str:
+                    tokens += plain[step]
+                elif type(step) is int:
+                    tokens.append(step)
+                else:
+                    tokens += literal[step.text]  # type: ignore[union-attr]
+            out.append(tokens)
         return out
+
+    def _encode_batch(self, texts: list[str], allow_special: bool) -> list[list[int]]:
+        """``tokenizer.encode_batch``; text by text for a duck-typed tokenizer without it."""
+        batch = getattr(self._tokenizer, "encode_batch", None)
+        if batch is None:
+            encode = self._tokenizer.encode
+            return [encode(text, allow_special=allow_special) for text in texts]
+        result: list[list[int]] = batch(texts, allow_special=allow_special)
+        return result
 
     def _decode_turn(self, tokens: Sequence[int], stop_text: str) -> tuple[str | None, bool]:
         """Text of a sampled turn before its stop token (``None`` if undecodable), and
@@ -195,10 +239,39 @@ class Renderer(abc.ABC):
             ConfigurationError: a message has an unknown role.
             InvalidDataError: a message cannot be rendered in this format.
         """
-        tokens = self._encode_pieces(self._pieces(to_messages(messages), tools, generation=True))
-        if prefill:
-            tokens.extend(self._tokenizer.encode(prefill, allow_special=False))
-        return ModelInput.from_ints(tokens)
+        item = _Conversation(messages=to_messages(messages), tools=tools, prefill=prefill)
+        return ModelInput.from_ints(self._generation_tokens([item])[0])
+
+    def build_generation_prompts(
+        self,
+        conversations: Sequence[Conversation],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[ModelInput]:
+        """:meth:`build_generation_prompt` of many conversations, with identical tokens.
+
+        Faster than one call per conversation: the text runs of all the conversations
+        are encoded together (each distinct run once, in one tokenizer batch call).
+
+        Args:
+            conversations: each item is a message list, or a mapping
+                ``{"messages": [...], "tools": [...], "prefill": "..."}`` (``tools`` and
+                ``prefill`` optional; a mapping's ``tools``, even ``None``, replaces the
+                shared ``tools``).
+            tools: tool specs of every conversation that does not bring its own.
+
+        Returns:
+            One prompt per conversation, in order.
+
+        Raises:
+            ConfigurationError: a message has an unknown role.
+            InvalidDataError: an item is malformed or cannot be rendered in this format
+                (the error's note names the conversation's index).
+        """
+        items = _conversations(conversations, tools, prefill=True)
+        if type(self).build_generation_prompt is not Renderer.build_generation_prompt:
+            # The subclass post-processes each prompt (e.g. image chunks); keep its output.
+            return [self.build_generation_prompt(c.messages, c.tools, c.prefill) for c in items]
+        return [ModelInput.from_ints(tokens) for tokens in self._generation_tokens(items)]
 
     def build_supervised_example(
         self,
@@ -217,7 +290,96 @@ class Renderer(abc.ABC):
                 conversation cannot be trained on in this format.
         """
         mode = TrainOnWhat.parse(train_on_what)
-        msgs = to_messages(messages)
+        item = _Conversation(messages=to_messages(messages), tools=tools, prefill=None)
+        return self._supervised_examples([item], mode)[0]
+
+    def build_supervised_examples(
+        self,
+        conversations: Sequence[Conversation],
+        train_on_what: TrainOnWhat | str = TrainOnWhat.LAST_ASSISTANT_MESSAGE,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[tuple[ModelInput, npt.NDArray[np.float32]]]:
+        """:meth:`build_supervised_example` of many conversations, with identical output.
+
+        Faster than one call per conversation, for the reason given in
+        :meth:`build_generation_prompts`.
+
+        Args:
+            conversations: each item is a message list or a mapping
+                ``{"messages": [...], "tools": [...]}`` (``tools`` optional, and when
+                present it replaces the shared ``tools``).
+            train_on_what: the training mode of every conversation.
+            tools: tool specs of every conversation that does not bring its own.
+
+        Returns:
+            ``(tokens, weights)`` per conversation, in order.
+
+        Raises:
+            ConfigurationError: unknown ``train_on_what``.
+            InvalidDataError: an item is malformed, ``trainable`` flags do not fit the
+                mode, or a conversation cannot be trained on in this format (the error's
+                note names the conversation's index).
+        """
+        mode = TrainOnWhat.parse(train_on_what)
+        items = _conversations(conversations, tools, prefill=False)
+        if type(self).build_supervised_example is not Renderer.build_supervised_example:
+            # The subclass post-processes each example (e.g. image chunks); keep its output.
+            return [self.build_supervised_example(c.messages, mode, c.tools) for c in items]
+        return self._supervised_examples(items, mode)
+
+    # --- plan, encode, assemble (shared by the single and the batch methods) ---------
+
+    def _generation_tokens(self, items: Sequence[_Conversation]) -> list[list[int]]:
+        """Token ids of the generation prompt of each conversation."""
+        plans: list[list[_Step]] = []
+        for index, item in enumerate(items):
+            plan: list[_Step] = []
+            with _blame(index, len(items)):
+                self._plan_pieces(self._pieces(item.messages, item.tools, generation=True), plan)
+            if item.prefill:
+                plan.append(item.prefill)  # its own plain run, as the model continues it
+            plans.append(plan)
+        return self._encode_plans(plans)
+
+    def _supervised_examples(
+        self, items: Sequence[_Conversation], mode: TrainOnWhat
+    ) -> list[tuple[ModelInput, npt.NDArray[np.float32]]]:
+        """Tokens and weights of each conversation (all runs encoded in one batch)."""
+        plans: list[list[_Step]] = []
+        # Per conversation: (weight, plan index) of each equal-weight run, and the plan
+        # index of the generation prompt whose tokens must stay untrained (or None).
+        layouts: list[tuple[list[tuple[float, int]], int | None]] = []
+        for index, item in enumerate(items):
+            with _blame(index, len(items)):
+                layouts.append(self._plan_supervised(item, mode, plans))
+        encoded = self._encode_plans(plans)
+        out: list[tuple[ModelInput, npt.NDArray[np.float32]]] = []
+        for runs, prompt_plan in layouts:
+            tokens: list[int] = []
+            token_weights: list[float] = []
+            for weight, plan_index in runs:
+                run = encoded[plan_index]
+                tokens += run
+                token_weights += [weight] * len(run)
+            weights = np.asarray(token_weights, dtype=np.float32)
+            if prompt_plan is not None:
+                prompt = encoded[prompt_plan]
+                if tokens[: len(prompt)] == prompt:
+                    weights[: len(prompt)] = 0.0
+            chunks = (EncodedTextChunk(tokens=tokens),) if tokens else ()
+            out.append((ModelInput(chunks=chunks), weights))
+        return out
+
+    def _plan_supervised(
+        self, item: _Conversation, mode: TrainOnWhat, plans: list[list[_Step]]
+    ) -> tuple[list[tuple[float, int]], int | None]:
+        """Validate one conversation and append the plans of its runs to ``plans``.
+
+        Runs of equal weight are planned separately (a trained span never shares a token
+        with an untrained one). Returns each run's ``(weight, plan index)`` and the plan
+        index of the prompt prefix to keep untrained (see :meth:`_prompt_boundary`).
+        """
+        msgs = item.messages
         customized = mode is TrainOnWhat.CUSTOMIZED
         for i, m in enumerate(msgs):
             if customized and m.trainable is None:
@@ -229,23 +391,43 @@ class Renderer(abc.ABC):
                     f"messages[{i}] has 'trainable'; "
                     "it is only allowed with train_on_what=customized"
                 )
+        last = msgs[-1] if msgs else None
+        if (
+            last is not None
+            and last.role == "assistant"
+            and (last.reasoning_content or self._inline_reasoning(msgs))
+            and (
+                bool(last.trainable)
+                if customized
+                else mode is not TrainOnWhat.ALL_USER_AND_SYSTEM_MESSAGES
+            )
+            and not self._writes_final_reasoning(msgs)
+        ):
+            raise InvalidDataError(
+                f"messages[{len(msgs) - 1}] is the trained final assistant turn and has "
+                f"reasoning_content, which {self.name} cannot write (the model would learn "
+                f"to answer without it); {self.reasoning_hint}"
+            )
         self._check_supervised(msgs)
         turn_start = _last_user_index(msgs[:-1]) + 1
-        pieces = self._pieces(msgs, tools, generation=False)
+        pieces = self._pieces(msgs, item.tools, generation=False)
         weights = [self._weight(p, msgs, mode, turn_start) for p in pieces]
-        tokens: list[int] = []
-        token_weights: list[float] = []
-        cache: dict[tuple[str, bool], list[int]] = {}
+        runs: list[tuple[float, int]] = []
         start = 0
         for end in range(1, len(pieces) + 1):
             if end == len(pieces) or weights[end] != weights[start]:
-                run = self._encode_pieces(pieces[start:end], cache)
-                tokens.extend(run)
-                token_weights.extend([weights[start]] * len(run))
+                plan: list[_Step] = []
+                self._plan_pieces(pieces[start:end], plan)
+                runs.append((weights[start], len(plans)))
+                plans.append(plan)
                 start = end
-        out = np.asarray(token_weights, dtype=np.float32)
-        self._zero_prompt_prefix(msgs, tools, mode, turn_start, tokens, out, cache)
-        return ModelInput(chunks=(EncodedTextChunk(tokens=tokens),) if tokens else ()), out
+        boundary = self._prompt_boundary(msgs, mode, turn_start)
+        if boundary is None:
+            return runs, None
+        prompt: list[_Step] = []
+        self._plan_pieces(self._pieces(msgs[:boundary], item.tools, generation=True), prompt)
+        plans.append(prompt)
+        return runs, len(plans) - 1
 
     # --- weights ----------------------------------------------------------------------
 
@@ -269,32 +451,96 @@ class Renderer(abc.ABC):
         }[mode]
         return 1.0 if selected else 0.0
 
-    def _zero_prompt_prefix(
-        self,
-        msgs: list[Message],
-        tools: Sequence[Mapping[str, Any]] | None,
-        mode: TrainOnWhat,
-        turn_start: int,
-        tokens: list[int],
-        weights: npt.NDArray[np.float32],
-        cache: dict[tuple[str, bool], list[int]] | None = None,
-    ) -> None:
+    @staticmethod
+    def _prompt_boundary(msgs: list[Message], mode: TrainOnWhat, turn_start: int) -> int | None:
         """Never train what the generation prompt supplies (e.g. a prefilled think block).
 
-        ``cache`` holds the encodings of the example's text runs, which the prompt's
-        runs (the same text up to its generation header) mostly reuse.
+        Returns the index of the first trained assistant message when the mode trains
+        only the end of the conversation, else ``None``. The example's weights are zeroed
+        over the generation prompt of the messages before it, when the example's tokens
+        start with that prompt.
         """
         if mode is TrainOnWhat.LAST_ASSISTANT_MESSAGE:
             boundary = len(msgs) - 1
         elif mode is TrainOnWhat.LAST_ASSISTANT_TURN:
             boundary = turn_start
         else:
-            return
+            return None
         if boundary < 0 or boundary >= len(msgs) or msgs[boundary].role != "assistant":
-            return
-        prompt = self._encode_pieces(self._pieces(msgs[:boundary], tools, generation=True), cache)
-        if tokens[: len(prompt)] == prompt:
-            weights[: len(prompt)] = 0.0
+            return None
+        return boundary
+
+
+Conversation = Sequence[Mapping[str, Any] | Message] | Mapping[str, Any]
+"""An item of the batch methods: a message list, or ``{"messages": ..., "tools": ...}``."""
+
+
+@attrs.frozen(kw_only=True)
+class _Conversation:
+    """One validated conversation of a call, with its tools and (generation) prefill."""
+
+    messages: list[Message]
+    tools: Sequence[Mapping[str, Any]] | None
+    prefill: str | None
+
+
+@attrs.frozen
+class _SpecialText:
+    """A plan step: template special-token text the vocabulary lacks as a special token,
+    encoded with specials allowed."""
+
+    text: str
+
+
+# A plan step: a token id, plain text (encoded with specials NOT allowed) or _SpecialText.
+_Step = int | str | _SpecialText
+_EMPTY: list[int] = []
+
+
+def _conversations(
+    conversations: Sequence[Conversation],
+    tools: Sequence[Mapping[str, Any]] | None,
+    *,
+    prefill: bool,
+) -> list[_Conversation]:
+    """Validate the items of a batch call (see :meth:`Renderer.build_generation_prompts`)."""
+    if isinstance(conversations, Mapping | str):
+        raise InvalidDataError(
+            f"conversations: expected a list of conversations, got {type(conversations).__name__}"
+        )
+    keys = {"messages", "tools", "prefill"} if prefill else {"messages", "tools"}
+    out: list[_Conversation] = []
+    for index, item in enumerate(conversations):
+        with _blame(index, len(conversations)):
+            if isinstance(item, Mapping):
+                unknown = sorted(set(item) - keys, key=str)
+                if unknown or "messages" not in item:
+                    raise InvalidDataError(
+                        f"conversations[{index}]: expected a message list or a mapping with "
+                        f"'messages' and optionally {sorted(keys - {'messages'})}, "
+                        f"got keys {sorted(item, key=str)}"
+                    )
+                out.append(
+                    _Conversation(
+                        messages=to_messages(item["messages"]),
+                        tools=item.get("tools", tools),
+                        prefill=item.get("prefill"),
+                    )
+                )
+            else:
+                out.append(_Conversation(messages=to_messages(item), tools=tools, prefill=None))
+    return out
+
+
+@contextlib.contextmanager
+def _blame(index: int, count: int) -> Iterator[None]:
+    """Note on an error which conversation of a batch caused it (types are kept)."""
+    try:
+        yield
+    except Exception as exc:
+        if count > 1:
+            exc.add_note(f"in conversations[{index}]")
+        raise
 
 
 def _last_user_index(msgs: Sequence[Message]) -> int:

@@ -1,23 +1,25 @@
-"""``llama3``: the Llama 3.1 / 3.3 Instruct chat format, as the official template renders it."""
+"""``llama3``: the Llama 3.1 / 3.2 / 3.3 Instruct chat format, as the official templates render."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crucible_train.core.renderers.base import Piece, Renderer
 from crucible_train.core.renderers.messages import Message, message_text
 from crucible_train.errors import InvalidDataError
+from crucible_train.ports.tokenizer import Tokenizer
 
-__all__ = ["Llama3Renderer"]
+__all__ = ["DEFAULT_DATE_STRING", "Llama3Renderer"]
 
 _BOS = "<|begin_of_text|>"
 _START = "<|start_header_id|>"
 _END = "<|end_header_id|>"
 _EOT = "<|eot_id|>"
-# The official 3.1/3.3 templates always write this block into the system turn.
-_DATE_BLOCK = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+#: The date the official 3.1/3.3 templates always write into the system turn.
+DEFAULT_DATE_STRING = "26 Jul 2024"
 _TOOL_PREAMBLE = (
     "Given the following functions, please respond with a JSON for a function call "
     "with its proper arguments that best answers the given prompt.\n\n"
@@ -36,17 +38,42 @@ def _header(role: str, index: int | None) -> list[Piece]:
 
 
 class Llama3Renderer(Renderer):
-    """Llama 3.1/3.3: date-stamped system turn, ``content|trim``, JSON tool calls.
+    """Llama 3.1/3.2/3.3: date-stamped system turn, ``content|trim``, JSON tool calls.
 
     Tools (OpenAI specs) go into the first user turn, as the template's default
     ``tools_in_user_message`` does; an assistant turn with a tool call renders only
     ``{"name": ..., "parameters": ...}`` (its text is dropped, as in the template) and
     may hold one call; tool results use the ``ipython`` role with JSON-quoted content.
     Reasoning is not part of the format and is dropped.
+
+    The system turn states ``Today Date: {date_string}``. The 3.1/3.3 templates
+    always write ``26 Jul 2024`` (the default). The 3.2 template writes today's date
+    (``strftime_now("%d %b %Y")``) unless ``date_string`` is passed: the default pins
+    it for reproducible training data; pass today's date to match the template at
+    inference time. Otherwise the three templates render the same (no built-in tools).
+
+    Args:
+        tokenizer: the model's tokenizer.
+        date_string: the ``Today Date`` text, e.g. ``"01 Jun 2025"``.
     """
 
     name = "llama3"
     special_token_texts = (_BOS, _START, _END, _EOT)
+    reasoning_hint = "Llama 3 has no reasoning format; remove reasoning_content from that turn"
+
+    def _writes_final_reasoning(self, messages: list[Message]) -> bool:
+        """The format has no reasoning."""
+        return False
+
+    def __init__(self, tokenizer: Tokenizer, *, date_string: str = DEFAULT_DATE_STRING) -> None:
+        super().__init__(tokenizer)
+        self._date_string = date_string
+        self._date_block = f"Cutting Knowledge Date: December 2023\nToday Date: {date_string}\n\n"
+
+    @property
+    def date_string(self) -> str:
+        """The ``Today Date`` the system turn states."""
+        return self._date_string
 
     def _pieces(
         self,
@@ -64,7 +91,7 @@ class Llama3Renderer(Renderer):
             system = message_text(first).strip()
         pieces += _header("system", sys_index)
         pieces.append(
-            Piece(("Environment: ipython\n" if tools else "") + _DATE_BLOCK, message=sys_index)
+            Piece(("Environment: ipython\n" if tools else "") + self._date_block, message=sys_index)
         )
         pieces.append(Piece(system, message=sys_index, output=True))
         pieces.append(Piece(_EOT, special=True, message=sys_index, output=True))
@@ -112,7 +139,13 @@ class Llama3Renderer(Renderer):
         call = _as_tool_call(text)
         if call is not None:
             return {"role": "assistant", "content": "", "tool_calls": [call]}, ok
-        return {"role": "assistant", "content": text}, ok
+        # A turn that starts like a call object but does not parse as one is a broken
+        # tool call, not prose: report it so callers can penalise or retry it.
+        looks_like_call = _CALL_START.match(text) is not None
+        return {"role": "assistant", "content": text}, ok and not looks_like_call
+
+
+_CALL_START = re.compile(r'\s*\{\s*"name"\s*:')
 
 
 def _as_tool_call(text: str) -> dict[str, Any] | None:

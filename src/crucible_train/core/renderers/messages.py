@@ -131,7 +131,19 @@ def to_message(raw: Mapping[str, Any] | Message, index: int = 0) -> Message:
     if role not in VALID_ROLES:
         raise ConfigurationError(f"{where}.role is {role!r}; valid roles: {', '.join(VALID_ROLES)}")
     content = raw.get("content")
+    calls = raw.get("tool_calls") or ()
+    reasoning = raw.get("reasoning_content", raw.get("thinking"))
     if content is None:
+        if role != "assistant":
+            raise InvalidDataError(
+                f"{where} is a {role} message without 'content'; give its text as "
+                "'content' (\"\" for an empty message)"
+            )
+        if not calls and reasoning is None:
+            raise InvalidDataError(
+                f"{where} is an assistant message with neither 'content' nor 'tool_calls'; "
+                "give its text as 'content' (\"\" for an empty answer) or its 'tool_calls'"
+            )
         content = ""
     if isinstance(content, list | tuple):
         parts = tuple(content)
@@ -143,10 +155,8 @@ def to_message(raw: Mapping[str, Any] | Message, index: int = 0) -> Message:
         content = parts
     elif not isinstance(content, str):
         raise InvalidDataError(f"{where}.content must be a string or a list of parts")
-    reasoning = raw.get("reasoning_content", raw.get("thinking"))
     if reasoning is not None and not isinstance(reasoning, str):
         raise InvalidDataError(f"{where}.reasoning_content must be a string")
-    calls = raw.get("tool_calls") or ()
     if not isinstance(calls, list | tuple):
         raise InvalidDataError(f"{where}.tool_calls must be a list")
     trainable = raw.get("trainable")
@@ -167,8 +177,32 @@ def to_message(raw: Mapping[str, Any] | Message, index: int = 0) -> Message:
 
 
 def to_messages(raw: Sequence[Mapping[str, Any] | Message]) -> list[Message]:
-    """Validate a conversation (see :func:`to_message`)."""
-    return [to_message(m, i) for i, m in enumerate(raw)]
+    """Validate a conversation (see :func:`to_message`).
+
+    A tool result's ``tool_call_id`` must name a tool call of an earlier assistant
+    message. This is checked here, once for every format, although no vendored template
+    prints the ids: a mismatch means the conversation was assembled wrongly. It cannot
+    be checked when no earlier call carries an id (data for id-less formats such as
+    Llama 3 often omits them); a result without ``tool_call_id`` is never checked.
+
+    Raises:
+        ConfigurationError: unknown role.
+        InvalidDataError: a malformed message, or a ``tool_call_id`` that matches no
+            earlier assistant tool call.
+    """
+    messages = [to_message(m, i) for i, m in enumerate(raw)]
+    call_ids: set[str] = set()
+    for i, m in enumerate(messages):
+        call_ids.update(c.id for c in m.tool_calls if c.id is not None)
+        unknown = m.tool_call_id is not None and m.tool_call_id not in call_ids
+        if m.role == "tool" and call_ids and unknown:
+            known = ", ".join(sorted(call_ids))
+            raise InvalidDataError(
+                f"messages[{i}].tool_call_id is {m.tool_call_id!r}, which matches no "
+                f"earlier assistant tool call (ids: {known}); give the id of the call "
+                "this result answers"
+            )
+    return messages
 
 
 def message_text(message: Message) -> str:
@@ -182,6 +216,10 @@ def message_text(message: Message) -> str:
     texts: list[str] = []
     for part in message.content:
         if part.get("type") != "text":
-            raise InvalidDataError(f"a {message.role} message has image parts; use a VL renderer")
+            raise InvalidDataError(
+                f"a {message.role} message has image parts, which this text-only renderer "
+                "cannot show; use a vision renderer (qwen3_vl, qwen3_vl_instruct) or remove "
+                "the image parts"
+            )
         texts.append(str(part["text"]))
     return "".join(texts)

@@ -1,4 +1,4 @@
-"""Qwen3 chat formats: hybrid thinking, thinking disabled, and Instruct-2507."""
+"""Qwen3 chat formats: hybrid thinking, thinking disabled, Instruct-2507 and Thinking-2507."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from crucible_train.core.renderers.base import Piece, Renderer, split_at_stop
 from crucible_train.core.renderers.messages import Message, message_text
 from crucible_train.errors import InvalidDataError
 
-__all__ = ["Qwen3DisableThinkingRenderer", "Qwen3InstructRenderer", "Qwen3Renderer"]
+__all__ = [
+    "Qwen3DisableThinkingRenderer",
+    "Qwen3InstructRenderer",
+    "Qwen3Renderer",
+    "Qwen3Thinking2507Renderer",
+]
 
 _IM_START = "<|im_start|>"
 _IM_END = "<|im_end|>"
@@ -56,6 +61,9 @@ class Qwen3Renderer(Renderer):
     frames_thinking = True
     #: Whether the generation prompt closes an empty think block.
     disables_thinking = False
+    #: Whether the generation prompt opens the think block (``<think>\\n``), so that
+    #: every framed turn's ``<think>\\n`` is header, never trained.
+    opens_thinking = False
 
     def _pieces(
         self,
@@ -76,15 +84,7 @@ class Qwen3Renderer(Renderer):
             specs = "".join("\n" + json.dumps(_spec(t), ensure_ascii=False) for t in tools)
             pieces.append(Piece(_TOOLS_HEAD + specs + _TOOLS_TAIL, message=idx))
             pieces.append(Piece(_IM_END, True, idx, output=True))
-        last_query = n - 1
-        for i in range(n - 1, -1, -1):
-            m = messages[i]
-            text = message_text(m) if m.role == "user" else ""
-            if m.role == "user" and not (
-                text.startswith("<tool_response>") and text.endswith("</tool_response>")
-            ):
-                last_query = i
-                break
+        last_query = _last_query_index(messages)
         for i in range(start, n):
             m = messages[i]
             # The template ends every turn with "<|im_end|>\n"; the newline is put in
@@ -115,6 +115,8 @@ class Qwen3Renderer(Renderer):
             pieces += [Piece(nl), Piece(_IM_START, True), Piece("assistant\n")]
             if self.disables_thinking:
                 pieces += _think_block("", None, output=False)
+            if self.opens_thinking:
+                pieces += [Piece("<think>", True), Piece("\n")]
         return pieces
 
     def _assistant(self, m: Message, i: int, *, framed_turn: bool, last: bool) -> list[Piece]:
@@ -132,7 +134,9 @@ class Qwen3Renderer(Renderer):
             # A produced final turn without reasoning still gets the empty block; with
             # thinking disabled that block is the generation prompt's, so untrained.
             in_prompt = self.disables_thinking and last and not reasoning
-            pieces += _think_block(reasoning.strip("\n"), i, output=not in_prompt)
+            pieces += _think_block(
+                reasoning.strip("\n"), i, output=not in_prompt, opened=self.opens_thinking
+            )
             body = content.lstrip("\n")
         pieces.append(Piece(body, message=i, output=True))
         for k, call in enumerate(m.tool_calls):
@@ -213,10 +217,29 @@ class Qwen3Renderer(Renderer):
         return message, True
 
 
-def _think_block(reasoning: str, index: int | None, *, output: bool) -> list[Piece]:
+def _last_query_index(messages: Sequence[Message]) -> int:
+    """Index of the last user message that is not a wrapped tool response (the
+    template's ``last_query_index``); ``len(messages) - 1`` when there is none."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.role != "user":
+            continue
+        text = message_text(m)
+        if not (text.startswith("<tool_response>") and text.endswith("</tool_response>")):
+            return i
+    return len(messages) - 1
+
+
+def _think_block(
+    reasoning: str, index: int | None, *, output: bool, opened: bool = False
+) -> list[Piece]:
+    """``<think>\\n{reasoning}\\n</think>\\n\\n``; with ``opened`` the leading
+    ``<think>\\n`` is header (the generation prompt supplies it, so it is never trained)."""
+    head = output and not opened
     return [
-        Piece("<think>", True, index, output),
-        Piece(f"\n{reasoning}\n", message=index, output=output),
+        Piece("<think>", True, index, head),
+        Piece("\n", message=index, output=head),
+        Piece(f"{reasoning}\n", message=index, output=output),
         Piece("</think>", True, index, output),
         Piece("\n\n", message=index, output=output),
     ]
@@ -254,6 +277,14 @@ class Qwen3InstructRenderer(Qwen3Renderer):
 
     name = "qwen3_instruct"
     frames_thinking = False
+    reasoning_hint = (
+        "Instruct-2507 models never think; remove reasoning_content from that turn, or "
+        "train a thinking model with qwen3 or qwen3_thinking"
+    )
+
+    def _writes_final_reasoning(self, messages: list[Message]) -> bool:
+        """Instruct-2507 writes no think blocks."""
+        return False
 
     def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
         """Text and ``<tool_call>`` blocks; ``<think>`` text is kept as content."""
@@ -265,3 +296,49 @@ class Qwen3InstructRenderer(Qwen3Renderer):
             text = self._safe_decode(body) or ""
             return {"role": "assistant", "content": text}, ok2 and "<tool_call>" not in text
         return message, ok
+
+
+class Qwen3Thinking2507Renderer(Qwen3Renderer):
+    """Qwen3 Thinking-2507 (``Qwen3-*-Thinking-2507``): the model always thinks.
+
+    Same turns as the hybrid template, but the generation prompt already opens the
+    think block: ``<|im_start|>assistant\\n<think>\\n``. So a sampled turn starts
+    *inside* its reasoning, and in supervised examples the ``<think>\\n`` of every
+    framed assistant turn is header (untrained under every mode but ``all_tokens``);
+    training starts at the reasoning text, so the prompt of the last message is
+    exactly the untrained prefix. A final turn with no reasoning trains
+    ``\\n</think>\\n\\n{answer}``: the model learns to close the block at once.
+
+    Differences from the official template (both deliberate): a list of text parts
+    is rendered as its text (the template renders any non-string content as empty),
+    and a supervised example ends at its ``<|im_end|>`` (the template adds ``\\n``).
+    Token ids can differ from the template's at the one place training starts: the
+    prompt's ``\\n`` after ``<think>`` is encoded apart from the trained text (the
+    template encodes ``<think>\\n\\n</think>`` with one ``\\n\\n`` token).
+    """
+
+    name = "qwen3_thinking"
+    opens_thinking = True
+
+    def _check_supervised(self, messages: list[Message]) -> None:
+        """A trained final assistant turn must follow a user query (else the template
+        does not open its think block, but the generation prompt always does)."""
+        if not messages or messages[-1].role != "assistant":
+            return
+        if _last_query_index(messages) == len(messages) - 1:
+            raise InvalidDataError(
+                f"{self.name} cannot train a final assistant turn with no user message "
+                "(user query) before it"
+            )
+
+    def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
+        """Reasoning up to ``</think>``, then text and ``<tool_call>`` blocks.
+
+        The prompt opened the think block, so the sample starts inside it (a leading
+        ``<think>`` is tolerated). A turn that never writes ``</think>`` did not finish
+        thinking: ``ok=False`` with the decoded text as content.
+        """
+        text, ok = self._decode_turn(tokens, _IM_END)
+        if text is None or not ok or "</think>" not in text:
+            return {"role": "assistant", "content": text or ""}, False
+        return super().parse_response(tokens)

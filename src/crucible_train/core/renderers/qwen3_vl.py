@@ -228,6 +228,10 @@ class Qwen3VLInstructRenderer(_VisionMixin, Qwen3InstructRenderer):
     """Qwen3-VL Instruct: no ``<think>`` blocks; assistant text is rendered verbatim."""
 
     name = "qwen3_vl_instruct"
+    reasoning_hint = (
+        "Qwen3-VL Instruct never thinks; remove reasoning_content from that turn, or "
+        "train Qwen3-VL Thinking with qwen3_vl"
+    )
 
     def _pieces(
         self,

@@ -25,6 +25,13 @@ class RoleColonRenderer(Renderer):
     """
 
     name = "role_colon"
+    reasoning_hint = (
+        "the role_colon format has no reasoning; remove reasoning_content from that turn"
+    )
+
+    def _writes_final_reasoning(self, messages: list[Message]) -> bool:
+        """The format has no reasoning."""
+        return False
 
     def __init__(self, tokenizer: Tokenizer, bos_token: str | None = None) -> None:
         super().__init__(tokenizer)
