@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -173,20 +173,26 @@ class EvaluatorRunner:
         step: int,
         *,
         training_client: TrainingClient | None = None,
-        sampling_client: SamplingClient | None = None,
+        sampling_client: SamplingClient | Callable[[], SamplingClient] | None = None,
+        force: bool = False,
     ) -> dict[str, float]:
         """Run the evaluators if ``step`` is due, log and return their prefixed metrics.
 
         Args:
             step: the training step the evaluation belongs to (also the logged step).
             training_client: passed to training-client evaluators.
-            sampling_client: passed to sampling-client evaluators.
+            sampling_client: passed to sampling-client evaluators; a callable is called
+                once, only when a sampling evaluator runs (snapshots cost a weight save).
+            force: run even when ``step`` is not due (e.g. after the last step).
 
         Returns:
             The metrics logged (empty when the step is not due or nothing ran).
         """
-        if not self.is_due(step):
+        if not (force and self._evaluators) and not self.is_due(step):
             return {}
+        if callable(sampling_client) and not isinstance(sampling_client, SamplingClient):
+            needs = any(e.client_kind == "sampling" for e in self._evaluators)
+            sampling_client = sampling_client() if needs else None
         results: dict[str, float] = {}
         for evaluator in self._evaluators:
             results.update(self._run_one(evaluator, step, training_client, sampling_client))

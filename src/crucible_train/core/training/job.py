@@ -1,0 +1,74 @@
+"""What every training recipe receives from the command line layer, and what it returns.
+
+The CLI builds a :class:`JobContext` from the container (ports only), then calls the
+recipe's ``run_<recipe>_job(context, config)``; the recipe builds its data and evaluators
+and runs its loop. Core code never sees the container, files of adapters or SDKs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from crucible_train.core.renderers.base import Renderer
+from crucible_train.core.training.checkpoints import CheckpointRecord
+from crucible_train.core.training.progress import NullProgress, Progress
+from crucible_train.ports.dataset_store import DatasetStore
+from crucible_train.ports.metrics import MetricsSink
+from crucible_train.ports.sampling import SamplingClient
+from crucible_train.ports.training import TrainingClient
+
+__all__ = ["JobContext", "LoopResult"]
+
+
+@attrs.frozen(kw_only=True)
+class JobContext:
+    """The ports and run facts a recipe needs.
+
+    Attributes:
+        training: the model being trained (for ``distill``: the student).
+        renderer: chat format over the model's tokenizer.
+        datasets: reads JSONL datasets named in the recipe's config.
+        metrics: every sink of the run (files, console, wandb, ...).
+        run_dir: the run directory (``checkpoints.jsonl``, ``metrics.jsonl``, ...).
+        progress: live progress reporting.
+        stop: set on Ctrl-C; loops then save a resumable checkpoint and return.
+        resume: continue from the last resumable checkpoint of ``run_dir``.
+        teacher: the teacher's sampler (``distill`` only).
+        started_from: the checkpoint of an earlier run the weights were loaded from.
+    """
+
+    training: TrainingClient
+    renderer: Renderer
+    datasets: DatasetStore
+    metrics: MetricsSink
+    run_dir: Path
+    progress: Progress = attrs.field(factory=NullProgress)
+    stop: threading.Event = attrs.field(factory=threading.Event)
+    resume: bool = False
+    teacher: SamplingClient | None = None
+    started_from: CheckpointRecord | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LoopResult:
+    """How a training loop ended.
+
+    Attributes:
+        steps_done: the next step that would run (= steps completed in total).
+        total_steps: steps the run was configured for.
+        interrupted: stopped early (Ctrl-C); a resumable checkpoint was saved.
+        resumed_from: the step the run resumed at, ``None`` for a fresh run.
+        final_record: the last checkpoint record written (``final`` or ``interrupted-*``).
+        last_metrics: the latest value of every metric logged.
+    """
+
+    steps_done: int
+    total_steps: int
+    interrupted: bool
+    resumed_from: int | None
+    final_record: CheckpointRecord | None
+    last_metrics: Mapping[str, float]
