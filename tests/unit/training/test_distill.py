@@ -1,0 +1,114 @@
+"""On-policy distillation: reverse-KL advantages, teacher_kl, format check, the loop (fakes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_rl import Builder, FakeTrainingClient, SeededSampler
+
+from crucible_train.core.training.arithmetic_env import PromptOnlyEnv
+from crucible_train.core.training.checkpoints import CheckpointLog
+from crucible_train.core.training.distill import (
+    DEFAULT_STUDENT,
+    DistillConfig,
+    check_same_format,
+    distillation_advantages,
+    run_distill,
+)
+from crucible_train.core.training.rl import (
+    EnvGroupBuilder,
+    Trajectory,
+    Transition,
+    trajectory_to_datums,
+)
+from crucible_train.errors import ConfigurationError
+from crucible_train.types import ModelInput, TokensWithLogprobs
+
+from fakes import RecordingMetricsSink
+
+
+class PromptDataset:
+    """Batches of two prompt-only groups of three (reward 0)."""
+
+    def __len__(self) -> int:
+        return 5
+
+    def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
+        return [
+            Builder([PromptOnlyEnv(ModelInput.from_ints([60 + index, g]), [0])] * 3)
+            for g in range(2)
+        ]
+
+
+def _item(observation: list[int], action: list[int], logprobs: list[float]) -> object:
+    transition = Transition(
+        observation=ModelInput.from_ints(observation),
+        action=TokensWithLogprobs(tokens=action, logprobs=logprobs, stop_reason="stop"),
+        reward=0.0,
+        episode_done=True,
+    )
+    (item,) = trajectory_to_datums(Trajectory(transitions=(transition,)), 0.0)
+    return item
+
+
+def test_reverse_kl_advantage_and_teacher_kl() -> None:
+    a = _item([1, 2], [3, 4], [-1.0, -2.0])
+    b = _item([1], [5], [-0.5])
+    teacher = [
+        np.asarray([-9.0, -3.0, -0.5], dtype=np.float32),  # targets 2 (prompt), 3, 4
+        np.asarray([-0.5], dtype=np.float32),
+    ]
+    (new_a, new_b), kl = distillation_advantages([a, b], teacher, kl_coef=2.0)  # type: ignore[list-item]
+    # r = (log q - log p) * mask: a -> [0, 2.0, -1.5], b -> [0.0]; sum 0.5 over 3 tokens
+    assert kl == pytest.approx(0.5 / 3)
+    adv_a = new_a.datum.loss_fn_inputs["advantages"].to_numpy()
+    adv_b = new_b.datum.loss_fn_inputs["advantages"].to_numpy()
+    # advantages = -coef * (r - mean(r)) on action tokens (mean 1/6 is the baseline)
+    assert adv_a.tolist() == pytest.approx([0.0, -2.0 * (2.0 - 1 / 6), -2.0 * (-1.5 - 1 / 6)])
+    assert adv_b.tolist() == pytest.approx([2.0 / 6])
+
+
+def test_mismatched_teacher_and_student_are_refused() -> None:
+    check_same_format("qwen3_instruct", "qwen3_instruct", 512, 512)
+    with pytest.raises(ConfigurationError, match=r"renderers differ.*'llama3'"):
+        check_same_format("qwen3_instruct", "llama3", 512, 512)
+    with pytest.raises(ConfigurationError, match=r"vocabularies differ.*512.*1024"):
+        check_same_format("qwen3_instruct", "qwen3_instruct", 512, 1024)
+
+
+def test_default_student_is_smaller_and_fresh() -> None:
+    config = DistillConfig()
+    assert config.student == DEFAULT_STUDENT
+    assert config.student["model_path"] is None
+    assert config.student["hidden_size"] < 128
+    with pytest.raises(ConfigurationError, match="loss_fn"):
+        DistillConfig(loss_fn="cross_entropy")
+
+
+def test_distill_loop_trains_on_teacher_scored_samples(tmp_path: Path) -> None:
+    calls: list[object] = []
+    client = FakeTrainingClient(tmp_path, calls)
+    sink = RecordingMetricsSink()
+    result = run_distill(
+        DistillConfig(max_steps=3, save_every=0, eval_every=0),
+        training=client,
+        teacher=SeededSampler(),
+        dataset=PromptDataset(),
+        metrics=sink,
+        run_dir=tmp_path,
+    )
+    assert result.steps_done == 3
+    assert all("teacher_kl" in row for _, row in sink.rows)
+    # Sampled logprob -t/10, teacher -t/20: r = -t/20 < 0 on every action token.
+    assert all(float(row["teacher_kl"]) < 0 for _, row in sink.rows)
+    loss, _, datums = client.batches[0]
+    assert loss == "importance_sampling"
+    advantages = np.concatenate([d.loss_fn_inputs["advantages"].to_numpy() for d in datums])
+    # Centred on the batch mean: they sum to zero, tokens the teacher likes more than
+    # average are pushed up, the others down.
+    assert abs(float(advantages.sum())) < 1e-4
+    assert advantages.max() > 0 > advantages.min()
+    assert CheckpointLog(tmp_path).records()[-1].final
