@@ -1,0 +1,259 @@
+"""The DPO loop on a fake TrainingClient: reference computed once (reused on resume),
+checkpoint records, exact resume after Ctrl-C."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crucible_train.core.training.checkpoints import CheckpointLog
+from crucible_train.core.training.dpo import REFERENCE_FILE, DpoConfig, run_dpo
+from crucible_train.errors import ConfigurationError
+from crucible_train.ports.training import CustomLossFn
+from crucible_train.types import (
+    AdamParams,
+    Datum,
+    EncodedTextChunk,
+    ForwardBackwardOutput,
+    ModelInput,
+    OptimStepResponse,
+    TensorData,
+)
+
+from fakes import RecordingMetricsSink
+
+VOCAB = 24
+
+
+def _done(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+class FakeTrainingClient:
+    """``logπ(target) = θ[target]``; plain SGD; states kept in memory. Counts forward calls."""
+
+    def __init__(self) -> None:
+        self.theta = np.linspace(-1.0, 1.0, VOCAB)
+        self.grad = np.zeros(VOCAB)
+        self.states: dict[str, np.ndarray] = {}
+        self.forward_calls = 0
+        self.forwarded_datums = 0
+
+    def _logprobs(self, datum: Datum) -> np.ndarray:
+        return self.theta[datum.loss_fn_inputs["target_tokens"].to_numpy()].astype(np.float32)
+
+    def forward(self, datums: Sequence[Datum], loss_fn: str) -> Future[ForwardBackwardOutput]:
+        self.forward_calls += 1
+        self.forwarded_datums += len(datums)
+        outputs: list[Mapping[str, TensorData]] = [
+            {"logprobs": TensorData.from_numpy(self._logprobs(d))} for d in datums
+        ]
+        return _done(ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={}))
+
+    def forward_backward(self, *args: Any, **kwargs: Any) -> Future[ForwardBackwardOutput]:
+        raise AssertionError("DPO must use forward_backward_custom")
+
+    def forward_backward_custom(
+        self, datums: Sequence[Datum], loss_fn: CustomLossFn
+    ) -> Future[ForwardBackwardOutput]:
+        logprobs = [self._logprobs(d) for d in datums]
+        loss, grads, metrics = loss_fn(datums, logprobs)
+        for datum, g in zip(datums, grads, strict=True):
+            np.add.at(self.grad, datum.loss_fn_inputs["target_tokens"].to_numpy(), g)
+        outputs: list[Mapping[str, TensorData]] = [
+            {"logprobs": TensorData.from_numpy(lp)} for lp in logprobs
+        ]
+        return _done(
+            ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={**metrics, "loss": loss})
+        )
+
+    def optim_step(self, params: AdamParams) -> Future[OptimStepResponse]:
+        self.theta = self.theta - params.learning_rate * self.grad
+        self.grad = np.zeros(VOCAB)
+        return _done(OptimStepResponse(metrics={}))
+
+    def save_state(self, name: str) -> Future[str]:
+        self.states[name] = self.theta.copy()
+        return _done(f"state/{name}")
+
+    def load_state(self, path: str) -> Future[None]:
+        self.theta = self.states[path.removeprefix("state/")].copy()
+        return _done(None)
+
+    def save_weights_for_sampler(self, name: str) -> Future[str]:
+        return _done(f"sampler/{name}")
+
+    def create_sampling_client(self, path: str) -> Any:
+        raise AssertionError("not needed")
+
+
+def _datum(tokens: list[int]) -> Datum:
+    return Datum(
+        model_input=ModelInput(chunks=(EncodedTextChunk(tokens=[0, *tokens[:-1]]),)),
+        loss_fn_inputs={
+            "target_tokens": TensorData.from_numpy(np.asarray(tokens, dtype=np.int64)),
+            "weights": TensorData.from_numpy(np.ones(len(tokens), dtype=np.float32)),
+        },
+    )
+
+
+def _pairs(n: int, offset: int = 0) -> list[Datum]:
+    out: list[Datum] = []
+    for i in range(n):
+        good = (i + offset) % 8
+        out += [_datum([good, 8 + good]), _datum([good, 16 + good])]
+    return out
+
+
+CONFIG = DpoConfig(
+    learning_rate=2.0,
+    lr_schedule="constant",
+    warmup_steps=0,
+    beta=1.0,
+    batch_size=2,
+    num_epochs=2,
+    max_steps=6,
+    eval_every=0,
+    save_every=2,
+    reference_batch_size=1000,
+)
+
+
+def _run(
+    run_dir: Path,
+    client: FakeTrainingClient,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    config: DpoConfig = CONFIG,
+) -> tuple[Any, RecordingMetricsSink]:
+    sink = RecordingMetricsSink()
+    stop = threading.Event()
+
+    class StopAfter:
+        def start(self, total_steps: int, first_step: int, description: str) -> None: ...
+        def note(self, message: str) -> None: ...
+        def finish(self) -> None: ...
+        def advance(self, step: int, metrics: Mapping[str, float]) -> None:
+            if stop_after is not None and step + 1 >= stop_after:
+                stop.set()
+
+    result = run_dpo(
+        config,
+        training=client,  # type: ignore[arg-type]
+        train_pairs=_pairs(8),
+        test_pairs=_pairs(4, offset=4),
+        metrics=sink,
+        run_dir=run_dir,
+        progress=StopAfter(),
+        stop=stop,
+        resume=resume,
+    )
+    return result, sink
+
+
+def _rows(sink: RecordingMetricsSink) -> list[tuple[int | None, dict[str, Any]]]:
+    return [(s, {k: v for k, v in m.items() if not k.startswith("time/")}) for s, m in sink.rows]
+
+
+def test_training_raises_held_out_preference_accuracy(tmp_path: Path) -> None:
+    result, sink = _run(tmp_path, FakeTrainingClient())
+    evals = [m for _, m in sink.rows if "test/dpo_accuracy" in m]
+    assert evals[0]["test/dpo_accuracy"] == 0.0  # tied with the reference before any step
+    assert evals[-1]["test/dpo_accuracy"] == 1.0
+    assert evals[-1]["test/accuracy"] > evals[0]["test/accuracy"]
+    train = [m for _, m in sink.rows if "dpo/loss" in m]
+    assert len(train) == 6
+    assert train[0]["dpo/loss"] == pytest.approx(np.log(2.0))
+    assert {
+        "dpo/accuracy",
+        "dpo/margin",
+        "dpo/chosen_reward",
+        "dpo/rejected_reward",
+        "lr",
+        "progress",
+    } <= set(train[0])
+    assert train[-1]["progress"] == 1.0
+    assert result.steps_done == 6
+    assert not result.interrupted
+
+
+def test_checkpoint_records_name_the_next_step(tmp_path: Path) -> None:
+    _run(tmp_path, FakeTrainingClient())
+    records = CheckpointLog(tmp_path).records()
+    assert [(r.name, r.step, r.epoch, r.batch, r.final) for r in records] == [
+        ("000002", 2, 0, 2, False),
+        ("000004", 4, 1, 0, False),
+        ("final", 6, 2, 0, True),
+    ]
+    assert records[0].state_path == "state/000002"
+    assert records[0].sampler_path == "sampler/000002"
+
+
+def test_reference_is_computed_once_and_reloaded_on_resume(tmp_path: Path) -> None:
+    uninterrupted_client = FakeTrainingClient()
+    _, uninterrupted = _run(tmp_path / "a", uninterrupted_client)
+
+    first = FakeTrainingClient()
+    result, before = _run(tmp_path / "b", first, stop_after=3)
+    # Pipelined one step ahead: step 3 was already submitted when the stop was seen.
+    assert result.interrupted
+    assert result.steps_done == 4
+    assert (tmp_path / "b" / REFERENCE_FILE).exists()
+    # Reference of train + test (one call each) and the step-0 evaluation.
+    assert first.forward_calls == 3
+
+    second = FakeTrainingClient()
+    second.states = first.states
+    resumed, after = _run(tmp_path / "b", second, resume=True)
+    assert resumed.resumed_from == 4
+    assert resumed.steps_done == 6
+    # Only the final evaluation of the 8 held-out datums: the reference was not recomputed.
+    assert second.forward_calls == 1
+    assert second.forwarded_datums == 8
+    np.testing.assert_array_equal(second.theta, uninterrupted_client.theta)
+    kept = [(s, m) for s, m in _rows(before) if s is not None and s < 4]
+    assert kept + _rows(after) == _rows(uninterrupted)
+
+
+def test_resume_without_the_reference_file_is_refused(tmp_path: Path) -> None:
+    first = FakeTrainingClient()
+    _run(tmp_path, first, stop_after=3)
+    (tmp_path / REFERENCE_FILE).unlink()
+    second = FakeTrainingClient()
+    second.states = first.states
+    with pytest.raises(ConfigurationError, match="reference log-probs of the initial policy"):
+        _run(tmp_path, second, resume=True)
+
+
+def test_resume_with_different_data_is_refused(tmp_path: Path) -> None:
+    first = FakeTrainingClient()
+    _run(tmp_path, first, stop_after=3)
+    second = FakeTrainingClient()
+    second.states = first.states
+    with pytest.raises(ConfigurationError, match="different preference data"):
+        run_dpo(
+            CONFIG,
+            training=second,  # type: ignore[arg-type]
+            train_pairs=_pairs(8, offset=1),
+            test_pairs=_pairs(4, offset=4),
+            metrics=RecordingMetricsSink(),
+            run_dir=tmp_path,
+            resume=True,
+        )
+
+
+def test_config_validation_lists_every_problem() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        DpoConfig(beta=0.0, batch_size=0, beta1=1.0, lr_schedule="nope")
+    text = str(info.value)
+    for name in ("beta must", "batch_size must", "beta1 must", "lr_schedule"):
+        assert name in text
