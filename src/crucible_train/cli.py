@@ -14,11 +14,16 @@ Subcommands:
   scores a samples file (see :mod:`crucible_train.eval_cli`);
 * ``crucible-train render --model NAME | --renderer NAME [--tokenizer PATH] --messages FILE
   [--mode generation|supervised] [--train-on WHAT] [--format text|json]`` shows the tokens
-  (and weights) a chat renderer makes of conversations (see :mod:`crucible_train.render_cli`).
+  (and weights) a chat renderer makes of conversations (see :mod:`crucible_train.render_cli`);
+* ``crucible-train train sft|rl|dpo|distill [--config FILE] [key=value ...] [--run-dir DIR]
+  [--resume] [--fresh]`` runs a training recipe into a run directory (metrics, config,
+  checkpoints, plots); Ctrl-C saves a checkpoint and exits 130, ``--resume`` continues
+  (see :mod:`crucible_train.train_cli`).
 
 Exit codes: 0 success; 1 an unexpected error (one line, plus a hint to re-run with
 ``--debug`` for the traceback); 2 a usage or configuration error, reported as one
-``error: ...`` line per problem on stderr; 3 (``logs sync``) rows are still spooled.
+``error: ...`` line per problem on stderr; 3 (``logs sync``) rows are still spooled;
+130 interrupted (Ctrl-C; ``train`` saved a resumable checkpoint).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from crucible_train.errors import CrucibleError
 from crucible_train.eval_cli import eval_options_from_args, run_eval
 from crucible_train.logs_sync import run_logs_sync
 from crucible_train.render_cli import add_render_parser, render_options_from_args, run_render
+from crucible_train.train_cli import add_train_parser, run_train, train_options_from_args
 
 __all__ = ["main"]
 
@@ -183,6 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_eval(commands, debug)
     add_render_parser(commands, debug)
+    add_train_parser(commands, debug)
     return parser
 
 
@@ -244,6 +251,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_eval(eval_options_from_args(args))
     if args.command == "render":
         return run_render(render_options_from_args(args))
+    if args.command == "train":
+        return run_train(train_options_from_args(args))
     if args.command != "config" or args.config_command is None:
         # No action chosen: show what exists rather than doing nothing silently.
         args.show_help(sys.stderr)
@@ -264,11 +273,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 success, 1 unexpected error, 2 usage or configuration error,
-        3 rows still spooled after ``logs sync``.
+        3 rows still spooled after ``logs sync``, 130 interrupted.
     """
     parser = _build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            # `train sft --resume key=value`: argparse stops filling the positional
+            # overrides at the first option; take key=value words after options too.
+            if getattr(args, "command", None) == "train" and all(
+                "=" in word and not word.startswith("-") for word in extra
+            ):
+                args.overrides = [*args.overrides, *extra]
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version and usage errors; return, don't exit
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     debug = bool(getattr(args, "debug", False))

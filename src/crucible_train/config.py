@@ -525,6 +525,23 @@ def _optional_path(_instance: Any, attribute: attrs.Attribute[Any], value: Any) 
 
 
 @attrs.frozen(kw_only=True)
+class TrainSettings:
+    """``train``: the settings of ``crucible-train train`` shared by every recipe.
+
+    The recipe sub-blocks (``train.sft``, ``train.rl``, ...) are validated by the
+    container against the recipes' own config classes (core; this module may not import
+    them).
+
+    Args:
+        renderer: chat renderer over the configured tokenizer (``qwen3_instruct``, ...).
+        runs_root: directory holding one run directory per ``train`` invocation.
+    """
+
+    renderer: str = attrs.field(default="qwen3_instruct", validator=_not_blank)
+    runs_root: str = path_field(default="runs", validator=_not_blank)
+
+
+@attrs.frozen(kw_only=True)
 class LocalTorchModelSettings:
     """``training.local_torch``, ``sampling.local_torch``, ``model_info.local_torch``.
 
@@ -696,6 +713,7 @@ _NOUNS: dict[Any, tuple[str, str]] = {
     float: ("a number", "numbers"),
     bool: ("true or false", "booleans"),
     type(None): ("null", "nulls"),
+    dict: ("a mapping", "mappings"),
 }
 
 
@@ -715,6 +733,8 @@ def _describe(tp: Any, *, plural: bool = False) -> str:
     if origin is Literal:
         choices = ", ".join(repr(choice) for choice in typing.get_args(tp))
         return f"one of {choices}"
+    if origin in (dict, Mapping) or tp is Mapping:
+        return "mappings" if plural else "a mapping"
     if origin in (list, tuple):
         args = typing.get_args(tp)
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
@@ -753,6 +773,9 @@ def _check(tp: Any, value: Any) -> tuple[bool, Any]:
                 return False, value
             items.append(converted)
         return True, (list(items) if origin is list else tuple(items))
+    if tp in (dict, Mapping) or origin in (dict, Mapping):
+        # Keys and values are not checked here; the schema's own validators do that.
+        return isinstance(value, dict), (dict(value) if isinstance(value, dict) else value)
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:

@@ -29,7 +29,7 @@ import importlib.resources
 import inspect
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -88,6 +88,7 @@ from crucible_train.config import (
     RequestsHttpSettings,
     SentenceTransformersEmbeddingSettings,
     TiktokenTokenizerSettings,
+    TrainSettings,
     WandbMetricsSinkSettings,
     coerce_env_text,
     field_specs,
@@ -98,6 +99,11 @@ from crucible_train.config import (
     validate_settings,
 )
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
+from crucible_train.core.renderers.registry import list_renderers
+from crucible_train.core.training.distill import DistillConfig, run_distill_job
+from crucible_train.core.training.dpo import DpoConfig, run_dpo_job
+from crucible_train.core.training.rl import RlConfig, run_rl_job
+from crucible_train.core.training.sft import SftConfig, run_sft_job
 from crucible_train.errors import ConfigurationError, MissingSecretError
 from crucible_train.ports import (
     PORTS,
@@ -119,8 +125,11 @@ __all__ = [
     "BACKENDS",
     "INJECTED_ARGUMENTS",
     "PACKAGED_CONFIG",
+    "TRAIN_KEY",
+    "TRAIN_RECIPES",
     "AppContainer",
     "Backend",
+    "Recipe",
     "ResolvedConfig",
     "build_container",
     "container_from_config",
@@ -209,6 +218,38 @@ BACKENDS: dict[str, dict[str, Backend]] = {
 }
 """Port key → backend name → :class:`Backend`. ``metrics`` lists sink backends."""
 
+TRAIN_KEY = "train"  # the one top-level block that is not a port: `crucible-train train`
+
+
+@attrs.frozen
+class Recipe:
+    """One training recipe of ``crucible-train train``.
+
+    Attributes:
+        config_class: its attrs config class (``train.<recipe>`` keys are its fields).
+        job: its ``run_<recipe>_job(context, config)`` function.
+    """
+
+    config_class: type
+    job: Callable[..., Any]
+
+    def load_config_class(self) -> type:
+        """The config class."""
+        return self.config_class
+
+    def load_job(self) -> Callable[..., Any]:
+        """The job function."""
+        return self.job
+
+
+TRAIN_RECIPES: dict[str, Recipe] = {
+    "sft": Recipe(config_class=SftConfig, job=run_sft_job),
+    "rl": Recipe(config_class=RlConfig, job=run_rl_job),
+    "dpo": Recipe(config_class=DpoConfig, job=run_dpo_job),
+    "distill": Recipe(config_class=DistillConfig, job=run_distill_job),
+}
+"""Recipe name → :class:`Recipe`, in the order the ``train`` block lists them."""
+
 METRICS_PORT = "metrics"  # the one port configured by a list of sinks instead of `backend:`
 
 INJECTED_ARGUMENTS = ("http", "run_dir")
@@ -239,11 +280,26 @@ def _takes(adapter: type, argument: str) -> bool:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate mapping keys.
+    """``yaml.SafeLoader`` that refuses duplicate mapping keys and reads ``1e-4`` as a float.
 
     PyYAML silently keeps the last of two equal keys; in a config that means a second
-    ``backend:`` line wins without a word.
+    ``backend:`` line wins without a word. It also follows YAML 1.1, where a float needs
+    a dot (``1e-4`` would be the string ``"1e-4"``); learning rates are written that way.
     """
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -562,11 +618,12 @@ class _Validator:
     def tree(self, tree: dict[Any, Any]) -> dict[str, Any]:
         """Check the top level, then each port block; return the resolved config."""
         ports = list(PORTS)
+        top = [*ports, TRAIN_KEY]
         for key in tree:
-            if key not in PORTS:
+            if key not in top:
                 self.report.add(
-                    f"{key}: unknown top-level key{_suggestion(key, ports)}; "
-                    f"valid: {_valid_list(ports)}"
+                    f"{key}: unknown top-level key{_suggestion(key, top)}; "
+                    f"valid: {_valid_list(top)}"
                 )
         resolved: dict[str, Any] = {}
         for port in ports:
@@ -582,6 +639,47 @@ class _Validator:
                 continue
             resolved[port] = self.metrics(block) if port == METRICS_PORT else self.port(port, block)
         self.http_users_have_http(resolved)
+        if TRAIN_KEY in tree:
+            resolved[TRAIN_KEY] = self.train(tree[TRAIN_KEY])
+        return resolved
+
+    def train(self, block: Any) -> dict[str, Any]:
+        """The ``train`` block: shared settings, then one sub-block per recipe.
+
+        Each recipe's keys are the fields of its config class; a recipe whose module is
+        not installed is kept as written.
+        """
+        if block is None:
+            block = {}
+        if not isinstance(block, dict):
+            self.report.add(f"{TRAIN_KEY}: expected a mapping, got {_shown(_raw_text(block))}")
+            return {}
+        own_keys = list(field_specs(TrainSettings))
+        own = {key: block[key] for key in own_keys if key in block}
+        resolved: dict[str, Any] = (
+            self.validate_block(TrainSettings, TRAIN_KEY, own, selected=True) or {}
+        )
+        renderer = resolved.get("renderer")
+        if isinstance(renderer, str):
+            names = list_renderers()
+            if renderer.lower() not in names:
+                self.report.add(
+                    f"{TRAIN_KEY}.renderer: unknown renderer {renderer!r}"
+                    f"{_suggestion(renderer, names)}; valid: {', '.join(names)}"
+                )
+        keys = [*own_keys, *TRAIN_RECIPES]
+        for key in block:
+            if key not in keys:
+                self.report.add(
+                    f"{TRAIN_KEY}.{key}: unknown key{_suggestion(key, keys)}; "
+                    f"valid: {', '.join(keys)}"
+                )
+        for name, recipe in TRAIN_RECIPES.items():
+            raw = block.get(name)
+            schema = recipe.load_config_class()
+            settings = self.validate_block(schema, f"{TRAIN_KEY}.{name}", raw, selected=True)
+            if settings is not None:
+                resolved[name] = settings
         return resolved
 
     def http_users_have_http(self, resolved: dict[str, Any]) -> None:
@@ -863,6 +961,8 @@ class ResolvedConfig:
         """Port key → selected backend name (``metrics``: the list of sink names)."""
         chosen: dict[str, str | list[str]] = {}
         for port, block in self._data.items():
+            if port == TRAIN_KEY:
+                continue
             chosen[port] = list(block["sinks"]) if port == METRICS_PORT else block["backend"]
         return chosen
 

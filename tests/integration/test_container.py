@@ -24,11 +24,12 @@ from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
 from crucible_train.adapters.memory.vector_store import NumpyVectorStore
-from crucible_train.adapters.noop import NoopMetricsSink, NoopTrainingClient
+from crucible_train.adapters.noop import NoopMetricsSink
 from crucible_train.config import NoopSettings, field_specs, secret_field, validate_settings
 from crucible_train.container import (
     BACKENDS,
     INJECTED_ARGUMENTS,
+    TRAIN_RECIPES,
     AppContainer,
     Backend,
     ResolvedConfig,
@@ -37,6 +38,7 @@ from crucible_train.container import (
     load_config,
 )
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
+from crucible_train.core.renderers import list_renderers
 from crucible_train.errors import ConfigurationError, MissingSecretError
 from crucible_train.ports import PORTS
 
@@ -141,10 +143,10 @@ def test_packaged_and_root_containers_yaml_are_identical() -> None:
 def test_packaged_default_chooses_the_offline_profile(tmp_path: Path) -> None:
     resolved = load_config(environ={}, base_dir=tmp_path)
     assert resolved.backends() == {
-        "training": "noop",
-        "sampling": "noop",
-        "tokenizer": "noop",
-        "model_info": "noop",
+        "training": "local_torch",
+        "sampling": "local_torch",
+        "tokenizer": "byte_level",
+        "model_info": "local_torch",
         "metrics": ["files", "console"],
         "http": "requests",
         "embedding": "noop",
@@ -160,6 +162,12 @@ def test_packaged_default_chooses_the_offline_profile(tmp_path: Path) -> None:
     assert data["dataset_store"]["files"]["root"] == str(tmp_path)
     assert data["hub"]["huggingface"]["token"] is None  # optional secret, unset
     assert data["hub"]["huggingface"]["offline"] is False
+    # The embedded default: a tiny random model and a byte tokenizer that fits it.
+    assert data["tokenizer"]["byte_level"]["vocab_size"] == 512
+    assert data["training"]["local_torch"]["vocab_size"] == 512
+    assert "<|im_start|>" in data["tokenizer"]["byte_level"]["special_tokens"]
+    assert data["train"]["renderer"] == "qwen3_instruct"
+    assert data["train"]["runs_root"] == str(tmp_path / "runs")
 
 
 def test_packaged_yaml_comments_every_key_and_holds_no_literal_secret() -> None:
@@ -170,12 +178,43 @@ def test_packaged_yaml_comments_every_key_and_holds_no_literal_secret() -> None:
     assert key_lines
     assert all(" # " in line for line in key_lines), [x for x in key_lines if " # " not in x]
     data = yaml.safe_load(text)
+    data.pop("train")  # recipe settings, no secrets
     for port, block in data.items():
         for name, backend in BACKENDS[port].items():
             settings = block.get(name) or {}
             for spec in field_specs(backend.settings).values():
                 if spec.is_secret and spec.name in settings:
                     assert re.fullmatch(r"\$\{[A-Z_][A-Z0-9_]*:?\}", settings[spec.name])
+
+
+def test_packaged_train_block_lists_every_recipe_field_with_its_default() -> None:
+    text = resources.files("crucible_train").joinpath("containers.yaml").read_text("utf-8")
+    train = yaml.safe_load(text)["train"]
+    assert list(train) == ["renderer", "runs_root", *TRAIN_RECIPES]
+    for name, recipe in TRAIN_RECIPES.items():
+        schema = recipe.load_config_class()
+        assert schema is not None, name
+        assert list(train[name]) == [field.name for field in attrs.fields(schema)], name
+        assert schema(**train[name]) == schema(), name
+
+
+def test_train_block_problems_are_reported_with_the_rest() -> None:
+    assert _problems(
+        "train.sft.batch_sz=3",
+        "train.sft.max_steps=many",
+        "train.renderer=qwen4",
+        "train.ppo={}",
+        "training.backend=torch",
+    ) == [
+        "training.backend: unknown backend 'torch'; valid: local_torch, noop",
+        "train.renderer: unknown renderer 'qwen4' (did you mean 'qwen3'?); valid: "
+        + ", ".join(list_renderers()),
+        "train.ppo: unknown key (did you mean 'dpo'?); valid: renderer, runs_root, sft, rl, "
+        "dpo, distill",
+        "train.sft.max_steps: expected a whole number or null, got 'many' (str)",
+        "train.sft.batch_sz: unknown setting (did you mean 'batch_size'?); valid: "
+        + ", ".join(sorted(field_specs(TRAIN_RECIPES["sft"].load_config_class()))),
+    ]
 
 
 def test_packaged_config_is_found_from_any_working_directory(
@@ -239,7 +278,7 @@ def test_default_container_builds_the_selected_adapters(app: AppContainer, tmp_p
     assert (tmp_path / "runs" / "blobs" / "a" / "b.txt").read_bytes() == b"hello"
     assert isinstance(app.dataset_store(), FilesDatasetStore)
     assert isinstance(app.vector_store(), NumpyVectorStore)
-    assert isinstance(app.training(), NoopTrainingClient)
+    assert app.config.training.backend() == "local_torch"  # built by the torch tests
     assert isinstance(app.hub(), HuggingFaceHubClient)
     assert app.blob_store() is blob_store  # singletons
 
@@ -296,7 +335,7 @@ def test_metrics_multiplexes_the_listed_sinks(app: AppContainer) -> None:
 
 
 def test_config_provider_is_strict_and_holds_the_validated_values(app: AppContainer) -> None:
-    assert app.config.training.backend() == "noop"
+    assert app.config.training.backend() == "local_torch"
     assert app.config.vector_store.memory.dimension() is None
     with pytest.raises(Exception, match="Undefined configuration option"):
         app.config.training.missing_key()
@@ -492,7 +531,7 @@ def test_unselected_backends_do_not_need_their_secrets(builds: Builds) -> None:
     resolved = load_config(
         overrides=["training.keyed={retries: 1}"], environ={}, base_dir=Path("/")
     )
-    assert resolved.backends()["training"] == "noop"
+    assert resolved.backends()["training"] == "local_torch"
     # ... but their other settings are still checked.
     assert _problems("training.keyed={retries: many}") == [
         "training.keyed.retries: expected a whole number, got 'many' (str)"
@@ -552,7 +591,7 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
         "override 'foo': expected key=value, e.g. training.backend=noop or metrics.sinks=[noop]",
         "trainig: unknown top-level key (did you mean 'training'?); valid: blob_store, "
         "dataset_store, embedding, http, hub, llm, metrics, model_info, sampling, tokenizer, "
-        "training, vector_store",
+        "train, training, vector_store",
         "training.keyed.api_key: environment variable CT_TEST_API_KEY is not set",
         "sampling.backend: unknown backend 'torchh'; valid: local_torch, noop",
         "metrics.sinks[1]: sink 'noop' is listed twice; list each sink once",
@@ -750,3 +789,10 @@ def test_to_yaml_round_trips_with_absolute_paths(tmp_path: Path) -> None:
     reloaded = yaml.safe_load(text)
     assert reloaded == resolved.as_dict()
     assert os.path.isabs(reloaded["blob_store"]["files"]["root"])
+
+
+@pytest.mark.parametrize("text", ["1e-4", "1E-4", "+1e-4", "0.0001"])
+def test_exponent_floats_without_a_dot_are_numbers(text: str) -> None:
+    """YAML 1.1 reads ``1e-4`` as a string; learning rates are written that way."""
+    resolved = load_config(overrides=[f"train.rl.learning_rate={text}"])
+    assert resolved.as_dict()["train"]["rl"]["learning_rate"] == pytest.approx(1e-4)

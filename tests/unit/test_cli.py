@@ -59,7 +59,8 @@ def test_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     lines = captured.out.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("OK: ")
-    assert "training=noop" in lines[0]
+    assert "training=local_torch" in lines[0]
+    assert "tokenizer=byte_level" in lines[0]
     assert "metrics=[files, console]" in lines[0]
     assert "http=requests" in lines[0]
     assert "blob_store=files" in lines[0]

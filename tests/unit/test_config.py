@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import pytest
@@ -83,10 +83,26 @@ def test_field_specs_rejects_non_attrs_classes() -> None:
 def test_field_specs_rejects_unsupported_annotations() -> None:
     @attrs.frozen(kw_only=True)
     class Bad:
-        mapping: dict[str, int] = attrs.field(factory=dict)
+        pairs: set[int] = attrs.field(factory=set)
 
     with pytest.raises(TypeError, match="unsupported settings annotation"):
         field_specs(Bad)
+
+
+def test_mapping_settings_accept_a_mapping_and_name_the_key_otherwise() -> None:
+    # Recipe settings such as DistillConfig.student are free-form mappings.
+    @attrs.frozen(kw_only=True)
+    class WithMapping:
+        student: dict[str, Any] = attrs.field(factory=dict)
+
+    instance, problems = validate_settings(WithMapping, {"student": {"hidden_size": 64}}, "x")
+    assert problems == []
+    assert instance is not None
+    assert instance.student == {"hidden_size": 64}
+    _, problems = validate_settings(WithMapping, {"student": [1]}, "x")
+    assert len(problems) == 1
+    assert "x.student" in problems[0]
+    assert "a mapping" in problems[0]
 
 
 # --- validate_settings: the good path -----------------------------------------------------
