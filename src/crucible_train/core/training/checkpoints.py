@@ -14,12 +14,14 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from crucible_train.errors import InvalidDataError
+from crucible_train.ports.training import TrainingClient
 
 __all__ = [
     "CHECKPOINTS_FILE",
@@ -27,6 +29,8 @@ __all__ = [
     "CheckpointLog",
     "CheckpointRecord",
     "atomic_write_text",
+    "record_saved_checkpoint",
+    "save_closing_checkpoint",
     "truncate_metrics",
 ]
 
@@ -207,3 +211,75 @@ def truncate_metrics(run_dir: str | os.PathLike[str], first_step: int) -> int:
     else:
         atomic_write_text(path, b"".join(kept).decode("utf-8"))
     return dropped
+
+
+def save_closing_checkpoint(
+    training: TrainingClient,
+    log: CheckpointLog,
+    *,
+    interrupted: bool,
+    step: int,
+    epoch: int,
+    batch: int,
+    extra: Mapping[str, Any] | None = None,
+) -> CheckpointRecord:
+    """Save and record the checkpoint a loop ends with, and return its record.
+
+    Interrupted (Ctrl-C): the state only, named ``interrupted-NNNNNN``, so ``--resume``
+    continues at ``step``/``epoch``/``batch``. Finished: state and sampler weights named
+    ``final``, marked ``final``. The record is appended after the saves complete.
+    """
+    if interrupted:
+        name = f"interrupted-{step:06d}"
+        record = CheckpointRecord(
+            name=name,
+            step=step,
+            epoch=epoch,
+            batch=batch,
+            state_path=training.save_state(name).result(),
+            extra=dict(extra or {}),
+        )
+    else:
+        state = training.save_state("final")
+        sampler = training.save_weights_for_sampler("final")
+        record = CheckpointRecord(
+            name="final",
+            step=step,
+            epoch=epoch,
+            batch=batch,
+            state_path=state.result(),
+            sampler_path=sampler.result(),
+            final=True,
+            extra=dict(extra or {}),
+        )
+    log.append(record)
+    return record
+
+
+def record_saved_checkpoint(
+    log: CheckpointLog,
+    *,
+    name: str,
+    state: Future[str],
+    sampler: Future[str] | None,
+    step: int,
+    epoch: int,
+    batch: int,
+    extra: Mapping[str, Any] | None = None,
+) -> CheckpointRecord:
+    """Wait for a periodic save, then append its record (naming the next step to run).
+
+    Callers invoke this only after the metrics of every earlier step are logged, so the
+    record is a consistent point to resume from.
+    """
+    record = CheckpointRecord(
+        name=name,
+        step=step,
+        epoch=epoch,
+        batch=batch,
+        state_path=state.result(),
+        sampler_path=sampler.result() if sampler is not None else None,
+        extra=dict(extra or {}),
+    )
+    log.append(record)
+    return record

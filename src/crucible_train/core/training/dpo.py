@@ -45,7 +45,8 @@ from crucible_train.core.scheduling import Warmup, lr_at, parse_schedule
 from crucible_train.core.training.arithmetic import ArithmeticProblem, ArithmeticTask
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
-    CheckpointRecord,
+    record_saved_checkpoint,
+    save_closing_checkpoint,
     truncate_metrics,
 )
 from crucible_train.core.training.data import (
@@ -797,18 +798,15 @@ def run_dpo(
         last.update(step_metrics)
         progress.advance(p.step, last)
         if p.save is not None and p.save_name is not None:
-            path = p.save.result()
-            sampler_path = p.sampler_save.result() if p.sampler_save is not None else None
             nxt = p.step + 1
-            log.append(
-                CheckpointRecord(
-                    name=p.save_name,
-                    step=nxt,
-                    epoch=nxt // n_batches,
-                    batch=nxt % n_batches,
-                    state_path=path,
-                    sampler_path=sampler_path,
-                )
+            record_saved_checkpoint(
+                log,
+                name=p.save_name,
+                state=p.save,
+                sampler=p.sampler_save,
+                step=nxt,
+                epoch=nxt // n_batches,
+                batch=nxt % n_batches,
             )
 
     step = start
@@ -852,28 +850,18 @@ def run_dpo(
     while pending:
         finish(pending.popleft())
     interrupted = step < total
-    if interrupted:
-        name = f"interrupted-{step:06d}"
-        path = training.save_state(name).result()
-        final = CheckpointRecord(
-            name=name, step=step, epoch=step // n_batches, batch=step % n_batches, state_path=path
-        )
-        log.append(final)
-        progress.note(f"interrupted: saved checkpoint {name!r}; continue with --resume")
-    else:
+    if not interrupted:
         evaluate(total)
-        state = training.save_state("final")
-        sampler = training.save_weights_for_sampler("final")
-        final = CheckpointRecord(
-            name="final",
-            step=total,
-            epoch=config.num_epochs,
-            batch=0,
-            state_path=state.result(),
-            sampler_path=sampler.result(),
-            final=True,
-        )
-        log.append(final)
+    final = save_closing_checkpoint(
+        training,
+        log,
+        interrupted=interrupted,
+        step=step if interrupted else total,
+        epoch=step // n_batches if interrupted else config.num_epochs,
+        batch=step % n_batches if interrupted else 0,
+    )
+    if interrupted:
+        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
     progress.finish()
     return LoopResult(
         steps_done=step,

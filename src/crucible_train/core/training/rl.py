@@ -41,6 +41,7 @@ from crucible_train.core.evaluation.evaluators import EvaluatorRunner
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
     CheckpointRecord,
+    save_closing_checkpoint,
     truncate_metrics,
 )
 from crucible_train.core.training.job import JobContext, LoopResult
@@ -785,32 +786,23 @@ def run_policy_loop(
                 )
             )
     interrupted = step < total
-    final: CheckpointRecord
-    if interrupted:
-        name = f"interrupted-{step:06d}"
-        path = training.save_state(name).result()
-        final = CheckpointRecord(name=name, step=step, batch=step, state_path=path, extra=extra)
-        log.append(final)
-        progress.note(f"interrupted: saved checkpoint {name!r}; continue with --resume")
-    else:
-        if evaluators is not None:
-            last.update(
-                evaluators.maybe_run(
-                    total, training_client=training, sampling_client=snapshot, force=True
-                )
+    if not interrupted and evaluators is not None:
+        last.update(
+            evaluators.maybe_run(
+                total, training_client=training, sampling_client=snapshot, force=True
             )
-        state = training.save_state("final")
-        sampler_final = training.save_weights_for_sampler("final")
-        final = CheckpointRecord(
-            name="final",
-            step=total,
-            batch=total,
-            state_path=state.result(),
-            sampler_path=sampler_final.result(),
-            final=True,
-            extra=extra,
         )
-        log.append(final)
+    final = save_closing_checkpoint(
+        training,
+        log,
+        interrupted=interrupted,
+        step=step if interrupted else total,
+        epoch=0,
+        batch=step if interrupted else total,
+        extra=extra,
+    )
+    if interrupted:
+        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
     progress.finish()
     return LoopResult(
         steps_done=step,
