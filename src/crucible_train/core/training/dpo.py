@@ -46,7 +46,6 @@ from crucible_train.core.training.arithmetic import ArithmeticProblem, Arithmeti
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
     record_saved_checkpoint,
-    save_closing_checkpoint,
     truncate_metrics,
 )
 from crucible_train.core.training.data import (
@@ -54,7 +53,7 @@ from crucible_train.core.training.data import (
     batch_indices,
     datum_from_example,
 )
-from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.core.training.job import JobContext, LoopResult, close_epoch_loop
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.errors import ConfigurationError, InvalidDataError
 from crucible_train.ports.dataset_store import DatasetStore
@@ -849,27 +848,18 @@ def run_dpo(
         step += 1
     while pending:
         finish(pending.popleft())
-    interrupted = step < total
-    if not interrupted:
+    if step >= total:
         evaluate(total)
-    final = save_closing_checkpoint(
+    return close_epoch_loop(
         training,
         log,
-        interrupted=interrupted,
-        step=step if interrupted else total,
-        epoch=step // n_batches if interrupted else config.num_epochs,
-        batch=step % n_batches if interrupted else 0,
-    )
-    if interrupted:
-        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
-    progress.finish()
-    return LoopResult(
-        steps_done=step,
-        total_steps=total,
-        interrupted=interrupted,
+        progress,
+        step=step,
+        total=total,
+        n_batches=n_batches,
+        num_epochs=config.num_epochs,
         resumed_from=resumed_from,
-        final_record=final,
-        last_metrics=dict(last),
+        last=last,
     )
 
 

@@ -14,14 +14,18 @@ from pathlib import Path
 import attrs
 
 from crucible_train.core.renderers.base import Renderer
-from crucible_train.core.training.checkpoints import CheckpointRecord
+from crucible_train.core.training.checkpoints import (
+    CheckpointLog,
+    CheckpointRecord,
+    save_closing_checkpoint,
+)
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.ports.dataset_store import DatasetStore
 from crucible_train.ports.metrics import MetricsSink
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.training import TrainingClient
 
-__all__ = ["JobContext", "LoopResult"]
+__all__ = ["JobContext", "LoopResult", "close_epoch_loop"]
 
 
 @attrs.frozen(kw_only=True)
@@ -72,3 +76,43 @@ class LoopResult:
     resumed_from: int | None
     final_record: CheckpointRecord | None
     last_metrics: Mapping[str, float]
+
+
+def close_epoch_loop(
+    training: TrainingClient,
+    log: CheckpointLog,
+    progress: Progress,
+    *,
+    step: int,
+    total: int,
+    n_batches: int,
+    num_epochs: int,
+    resumed_from: int | None,
+    last: Mapping[str, float],
+) -> LoopResult:
+    """End an epoch-based loop (SFT, DPO) after its last submitted step has finished.
+
+    Stopped early: an ``interrupted-NNNNNN`` checkpoint naming the next step's epoch and
+    batch. Finished: the ``final`` checkpoint (state and sampler), recorded as epoch
+    ``num_epochs``, batch 0. Either way the progress display is closed.
+    """
+    interrupted = step < total
+    final = save_closing_checkpoint(
+        training,
+        log,
+        interrupted=interrupted,
+        step=step if interrupted else total,
+        epoch=step // n_batches if interrupted else num_epochs,
+        batch=step % n_batches if interrupted else 0,
+    )
+    if interrupted:
+        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
+    progress.finish()
+    return LoopResult(
+        steps_done=step,
+        total_steps=total,
+        interrupted=interrupted,
+        resumed_from=resumed_from,
+        final_record=final,
+        last_metrics=dict(last),
+    )

@@ -39,7 +39,6 @@ from crucible_train.core.training.arithmetic import ArithmeticAccuracyEvaluator,
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
     record_saved_checkpoint,
-    save_closing_checkpoint,
     truncate_metrics,
 )
 from crucible_train.core.training.data import (
@@ -47,7 +46,7 @@ from crucible_train.core.training.data import (
     conversations_to_datums,
     load_conversations,
 )
-from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.core.training.job import JobContext, LoopResult, close_epoch_loop
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.metrics import MetricsSink
@@ -404,27 +403,18 @@ def run_sft(
         step += 1
     while pending:
         finish(pending.popleft())
-    interrupted = step < total
-    if not interrupted and evaluators is not None:
+    if step >= total and evaluators is not None:
         run_evaluators(total, force=True)
-    final = save_closing_checkpoint(
+    return close_epoch_loop(
         training,
         log,
-        interrupted=interrupted,
-        step=step if interrupted else total,
-        epoch=step // n_batches if interrupted else config.num_epochs,
-        batch=step % n_batches if interrupted else 0,
-    )
-    if interrupted:
-        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
-    progress.finish()
-    return LoopResult(
-        steps_done=step,
-        total_steps=total,
-        interrupted=interrupted,
+        progress,
+        step=step,
+        total=total,
+        n_batches=n_batches,
+        num_epochs=config.num_epochs,
         resumed_from=resumed_from,
-        final_record=final,
-        last_metrics=dict(last),
+        last=last,
     )
 
 
