@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crucible_train.core.renderers import Renderer, TrainOnWhat, get_renderer, renderer_for_model
-from crucible_train.errors import InvalidDataError, TokenizerError
+from crucible_train.errors import InvalidDataError
 
 from renderer_cases import CASES, TOOLS
 from vocab_paths import deepseek_v3_dir
 
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
+
+from tokenizers_port import TokenizersPort
 
 REFERENCE = Path("/work/shared/reference/chat_templates")
 N_RANDOM = 60
@@ -42,48 +43,15 @@ VARIANT = {"deepseekv3": "default", "deepseekv3_thinking": "thinking_true"}
 THINKING = {"deepseekv3": False, "deepseekv3_thinking": True, "deepseekv3_0324": False}
 
 
-class _TokenizersPort:
-    """Tokenizer port over a ``tokenizer.json`` (test stand-in for the real adapter)."""
-
-    def __init__(self, path: Path, eos: str) -> None:
-        self._tok = tokenizers.Tokenizer.from_file(str(path))
-        self._special = {t.content: i for i, t in self._tok.get_added_tokens_decoder().items()}
-        self._eos = self._special[eos]
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self._tok.get_vocab_size(with_added_tokens=True))
-
-    @property
-    def special_tokens(self) -> Mapping[str, int]:
-        return self._special
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._eos
-
-    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
-        self._tok.encode_special_tokens = not allow_special
-        try:
-            return list(self._tok.encode(text, add_special_tokens=False).ids)
-        finally:
-            self._tok.encode_special_tokens = False
-
-    def decode(self, tokens: Sequence[int]) -> str:
-        if any(t < 0 or t >= self.vocab_size for t in tokens):
-            raise TokenizerError("token id out of range")
-        return str(self._tok.decode(list(tokens), skip_special_tokens=False))
+_PORT: list[TokenizersPort] = []
 
 
-_PORT: list[_TokenizersPort] = []
-
-
-def _port() -> _TokenizersPort:
+def _port() -> TokenizersPort:
     if not _PORT:
         path = deepseek_v3_dir() / "tokenizer.json"
         if not path.exists():
             pytest.skip(f"{path} missing")
-        _PORT.append(_TokenizersPort(path, EOS))
+        _PORT.append(TokenizersPort(path, EOS))
     return _PORT[0]
 
 

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import random
 import unicodedata
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,50 +28,16 @@ from crucible_train.core.renderers import (
     list_renderers,
     renderer_for_model,
 )
-from crucible_train.errors import ConfigurationError, InvalidDataError, TokenizerError
+from crucible_train.errors import ConfigurationError, InvalidDataError
 
 from renderer_cases import CASES, TOOL_CASES, TOOLS
 
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
+
+from tokenizers_port import TokenizersPort
 
 REFERENCE = Path("/work/shared/reference/chat_templates")
 N_RANDOM = 60
-
-
-# --- a tiny Tokenizer-port adapter over `tokenizers` ---------------------------------------
-
-
-class _TokenizersPort:
-    """Tokenizer port over a ``tokenizer.json`` (test stand-in for the real adapter)."""
-
-    def __init__(self, path: Path, eos: str) -> None:
-        self._tok = tokenizers.Tokenizer.from_file(str(path))
-        self._special = {t.content: i for i, t in self._tok.get_added_tokens_decoder().items()}
-        self._eos = self._special[eos]
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self._tok.get_vocab_size(with_added_tokens=True))
-
-    @property
-    def special_tokens(self) -> Mapping[str, int]:
-        return self._special
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._eos
-
-    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
-        self._tok.encode_special_tokens = not allow_special
-        try:
-            return list(self._tok.encode(text, add_special_tokens=False).ids)
-        finally:
-            self._tok.encode_special_tokens = False
-
-    def decode(self, tokens: Sequence[int]) -> str:
-        if any(t < 0 or t >= self.vocab_size for t in tokens):
-            raise TokenizerError("token id out of range")
-        return str(self._tok.decode(list(tokens), skip_special_tokens=False))
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -119,13 +84,13 @@ GPT_OSS_RENDERERS = (
     "gpt_oss_medium_reasoning",
     "gpt_oss_high_reasoning",
 )
-_PORTS: dict[str, _TokenizersPort] = {}
+_PORTS: dict[str, TokenizersPort] = {}
 
 
-def _port(family: str) -> _TokenizersPort:
+def _port(family: str) -> TokenizersPort:
     if family not in _PORTS:
         info = FAMILIES[family]
-        _PORTS[family] = _TokenizersPort(_package_file(*info["file"]), info["eos"])
+        _PORTS[family] = TokenizersPort(_package_file(*info["file"]), info["eos"])
     return _PORTS[family]
 
 

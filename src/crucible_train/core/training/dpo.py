@@ -41,7 +41,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from crucible_train.core.scheduling import Warmup, lr_at, parse_schedule
+from crucible_train.core.scheduling import lr_at, parse_schedule
 from crucible_train.core.training.arithmetic import ArithmeticProblem, ArithmeticTask
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
@@ -54,12 +54,13 @@ from crucible_train.core.training.data import (
     datum_from_example,
 )
 from crucible_train.core.training.job import JobContext, LoopResult, close_epoch_loop
+from crucible_train.core.training.optim import ScheduledAdamW
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.errors import ConfigurationError, InvalidDataError
 from crucible_train.ports.dataset_store import DatasetStore
 from crucible_train.ports.metrics import MetricsSink
 from crucible_train.ports.training import CustomLossFn, CustomLossResult, TrainingClient
-from crucible_train.types import AdamParams, Datum, ForwardBackwardOutput, OptimStepResponse
+from crucible_train.types import Datum, ForwardBackwardOutput, OptimStepResponse
 
 __all__ = [
     "REFERENCE_FILE",
@@ -88,7 +89,7 @@ Message = Mapping[str, Any]
 
 
 @attrs.frozen(kw_only=True)
-class DpoConfig:
+class DpoConfig(ScheduledAdamW):
     """Settings of the DPO loop (``train.dpo`` in containers.yaml).
 
     The defaults start from an early SFT checkpoint (``start_from_step=200``), where the
@@ -197,21 +198,6 @@ class DpoConfig:
             problems.append(f"lr_schedule: {exc}")
         if problems:
             raise ConfigurationError("invalid DPO config: " + "; ".join(problems))
-
-    def schedule(self) -> Warmup:
-        """The learning-rate schedule, warmup included."""
-        return Warmup(steps=self.warmup_steps, base=parse_schedule(self.lr_schedule))
-
-    def adam(self, learning_rate: float) -> AdamParams:
-        """AdamW parameters of one step."""
-        return AdamParams(
-            learning_rate=learning_rate,
-            beta1=self.beta1,
-            beta2=self.beta2,
-            eps=self.eps,
-            weight_decay=self.weight_decay,
-            grad_clip_norm=self.grad_clip_norm,
-        )
 
 
 # --- data -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from crucible_train.core.evaluation.evaluators import (
     compute_mean_nll,
 )
 from crucible_train.core.renderers.messages import TrainOnWhat
-from crucible_train.core.scheduling import Warmup, lr_at, parse_schedule
+from crucible_train.core.scheduling import lr_at, parse_schedule
 from crucible_train.core.training.arithmetic import ArithmeticAccuracyEvaluator, ArithmeticTask
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
@@ -47,12 +47,13 @@ from crucible_train.core.training.data import (
     load_conversations,
 )
 from crucible_train.core.training.job import JobContext, LoopResult, close_epoch_loop
+from crucible_train.core.training.optim import ScheduledAdamW
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.metrics import MetricsSink
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.training import TrainingClient
-from crucible_train.types import AdamParams, Datum, ForwardBackwardOutput, OptimStepResponse
+from crucible_train.types import Datum, ForwardBackwardOutput, OptimStepResponse
 
 __all__ = ["ARITHMETIC", "SftConfig", "run_sft", "run_sft_job"]
 
@@ -73,7 +74,7 @@ def _number(name: str, value: object, ok: bool, expected: str) -> str | None:
 
 
 @attrs.frozen(kw_only=True)
-class SftConfig:
+class SftConfig(ScheduledAdamW):
     """Settings of supervised fine-tuning (``train sft``; ``key=value`` on the command line).
 
     The defaults are the reference recipe for the embedded default model on the built-in
@@ -184,21 +185,6 @@ class SftConfig:
         found = [problem for problem in problems if problem]
         if found:
             raise ConfigurationError("invalid sft config: " + "; ".join(found))
-
-    def schedule(self) -> Warmup:
-        """The learning-rate schedule, warmup included."""
-        return Warmup(steps=self.warmup_steps, base=parse_schedule(self.lr_schedule))
-
-    def adam(self, learning_rate: float) -> AdamParams:
-        """AdamW parameters of one step."""
-        return AdamParams(
-            learning_rate=learning_rate,
-            beta1=self.beta1,
-            beta2=self.beta2,
-            eps=self.eps,
-            weight_decay=self.weight_decay,
-            grad_clip_norm=self.grad_clip_norm,
-        )
 
 
 @attrs.define
