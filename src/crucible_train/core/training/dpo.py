@@ -92,14 +92,16 @@ Message = Mapping[str, Any]
 class DpoConfig(ScheduledAdamW):
     """Settings of the DPO loop (``train.dpo`` in containers.yaml).
 
-    The defaults start from an early SFT checkpoint (``start_from_step=200``), where the
-    policy prefers the correct answer on 0.855 of the held-out pairs of
-    :func:`rejected_answer` (0.695 at step 100, 0.91 at step 300 of the default SFT run),
-    so the preference has headroom. Measured with these defaults (3 epochs over 1,000
-    pairs, 93 steps): the policy's own held-out preference ``test/accuracy`` rose
-    0.855 -> 0.94, and ``test/dpo_accuracy`` (chosen log-ratio above rejected, 0 at the
-    start by construction) rose to 0.815. Larger learning rates (3e-4, 1e-3 at β 0.1)
-    first pushed both log-probabilities down and lowered the preference.
+    The defaults start from the SFT checkpoint at step 300, where the policy already
+    prefers the correct answer on ~0.93 of the held-out pairs of :func:`rejected_answer`
+    but has not yet saturated (its log-probabilities still move), and run 8 epochs over
+    1,000 pairs (248 steps). Measured with these defaults on the default SFT run:
+    ``test/dpo_accuracy`` (chosen log-ratio above rejected, 0 at the start by
+    construction) 0 -> 0.935, and 0.91 / 0.935 with ``seed`` 1 / 2; the policy's own
+    held-out preference ``test/accuracy`` 0.93 -> 0.975. Three epochs (93 steps) stopped
+    at 0.86-0.905; starting at step 100 or 200 (more headroom) generalised worse
+    (0.71 / 0.895); 3,000 distinct pairs for one epoch reached only 0.795. Larger
+    learning rates (3e-4, 1e-3 at β 0.1) first pushed both log-probabilities down.
 
     Args:
         learning_rate: peak AdamW learning rate.
@@ -132,8 +134,8 @@ class DpoConfig(ScheduledAdamW):
     warmup_steps: int = 5
     beta: float = 0.5
     batch_size: int = 32
-    num_epochs: int = 3
-    max_steps: int | None = 100
+    num_epochs: int = 8
+    max_steps: int | None = 250
     seed: int = 0
     eval_every: int = 10
     save_every: int = 20
@@ -143,7 +145,7 @@ class DpoConfig(ScheduledAdamW):
     train_size: int | None = 1000
     test_size: int = 200
     max_operand: int = 99
-    start_from_step: int | None = 200
+    start_from_step: int | None = 300
     reference_batch_size: int = 128
     beta1: float = 0.9
     beta2: float = 0.95
@@ -221,18 +223,24 @@ class PreferencePair:
 def rejected_answer(problem: ArithmeticProblem) -> str:
     """A plausible wrong answer, deterministic from the problem (a hash picks the kind).
 
-    One of: a carry error (the answer without the carry: ``a + b - 10`` when the units
-    carry, else ``- 100`` when the tens do; for ``a - b`` a forgotten borrow, ``+ 10``), the
-    answer off by ten either way, or the last two digits swapped; a kind that does not apply
-    (no carry, equal last digits) falls back to off by ten. All are mistakes an addition
-    model makes while learning, so the pairs are hard negatives for the SFT policy. Answers
-    of the other operation are not used (the default SFT data has addition only) and
-    off-by-one answers neither (the small default model barely separates last digits).
+    One of four kinds: a carry error (the answer without the carry: ``a + b - 10`` when the
+    units carry, else ``- 100`` when the tens do; for ``a - b`` a forgotten borrow,
+    ``+ 10``), the answer off by ten either way, the last two digits swapped, or a wrong
+    sum off by 11..50 (upwards when downwards would go below zero). A kind that does not
+    apply (no carry, equal last digits) falls back to off by ten. The first three are
+    mistakes an addition model makes while learning, so the pairs are hard negatives for
+    the SFT policy; the fourth keeps some easier contrast, without which held-out
+    preference accuracy plateaued at ~0.82. Answers of the other operation are not used
+    (the default SFT data has addition only) and off-by-one answers neither (the small
+    default model barely separates last digits).
     """
     value = int(problem.answer)
     digest = hashlib.sha256(f"{problem.a}{problem.op}{problem.b}:rejected".encode()).digest()
-    kind = digest[0] % 3
+    kind = digest[0] % 4
     sign = 1 if digest[1] % 2 == 0 else -1
+    if kind == 3:
+        offset = 11 + digest[2] % 40
+        return str(value + offset if value - offset < 0 else value + sign * offset)
     a, b = abs(problem.a), abs(problem.b)
     if kind == 0:
         if problem.op == "+":
