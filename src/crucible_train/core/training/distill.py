@@ -130,6 +130,16 @@ def distillation_advantages(
 class DistillConfig:
     """Settings of on-policy distillation (``train.distill``) on arithmetic prompts.
 
+    The defaults distil the final SFT model into a fresh 2-layer, width-64 student. A fresh
+    student first learns the answer format and the prompt-independent distribution of
+    answers (its log-probabilities were identical across problems after 150 iterations);
+    reading the operands takes much longer, because each sampled token carries only a
+    fraction of a label's information. Measured with these defaults (3,000 iterations,
+    ~21 minutes on 2 CPU cores): held-out greedy ``test/accuracy`` 0 -> 0.035 at 1,000,
+    0.065 at 1,500, 0.455 at 2,000, 0.625 at 3,000 iterations; ``teacher_kl`` 3.15 in
+    the first tenth -> 0.77 in the last. 150 iterations (the earlier default) stayed
+    below 0.01.
+
     Args:
         learning_rate: constant AdamW learning rate of the student.
         groups_per_batch: prompts per iteration.
@@ -155,15 +165,15 @@ class DistillConfig:
     learning_rate: float = attrs.field(default=1e-2, validator=check_positive)
     groups_per_batch: int = attrs.field(default=32, validator=check_whole(1))
     group_size: int = attrs.field(default=4, validator=check_whole(1))
-    max_steps: int | None = attrs.field(default=150, validator=check_optional_whole(1))
+    max_steps: int | None = attrs.field(default=3000, validator=check_optional_whole(1))
     max_tokens: int = attrs.field(default=8, validator=check_whole(1))
     temperature: float = attrs.field(default=1.0, validator=check_non_negative)
     kl_coef: float = attrs.field(default=1.0, validator=check_positive)
     loss_fn: str = attrs.field(default="importance_sampling", validator=check_loss_name)
     loss_fn_config: Mapping[str, float] | None = None
-    eval_every: int = attrs.field(default=25, validator=check_whole(0))
+    eval_every: int = attrs.field(default=250, validator=check_whole(0))
     eval_problems: int = attrs.field(default=200, validator=check_whole(1))
-    save_every: int = attrs.field(default=50, validator=check_whole(0))
+    save_every: int = attrs.field(default=500, validator=check_whole(0))
     seed: int = attrs.field(default=0, validator=check_whole(0))
     max_operand: int = attrs.field(default=99, validator=check_whole(1))
     teacher_step: int | None = attrs.field(default=None, validator=check_optional_whole(0))
