@@ -273,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 success, 1 unexpected error, 2 usage or configuration error,
-        3 rows still spooled after ``logs sync``, 130 interrupted.
+        3 rows still spooled after ``logs sync``, 4 a backend failed during ``train``
+        (the run directory can be resumed), 130 interrupted.
     """
     parser = _build_parser()
     try:

@@ -77,10 +77,11 @@ from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.core.training.distill import check_same_format
 from crucible_train.core.training.job import JobContext, LoopResult
-from crucible_train.errors import ConfigurationError
+from crucible_train.errors import ConfigurationError, CrucibleError, PortError
 from crucible_train.plots import write_plots
 
 __all__ = [
+    "EXIT_BACKEND_FAILED",
     "EXIT_INTERRUPTED",
     "ConsoleProgress",
     "SftStart",
@@ -96,6 +97,8 @@ __all__ = [
 ]
 
 EXIT_INTERRUPTED = 130
+EXIT_BACKEND_FAILED = 4
+"""A backend (training, sampling, ...) failed mid-run; the run directory can be resumed."""
 CONFIG_FILE = "config.json"
 STARTED_FROM_FILE = "started_from.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -558,6 +561,27 @@ def _plan(options: TrainOptions, base: ResolvedConfig, say: Callable[[str], None
     return plan
 
 
+def _backend_failure(exc: PortError, recipe: str, run_dir: Path) -> str:
+    """The message for a backend that failed mid-run: what failed and how to continue."""
+    lines = [f"error: {recipe}: the backend failed ({type(exc).__name__}): {exc}"]
+    try:
+        last = CheckpointLog(run_dir).last_resumable()
+    except CrucibleError:
+        last = None
+    if last is None:
+        lines.append(
+            "no resumable checkpoint was saved yet; fix the backend and run the command "
+            "again (or resume, which starts this run directory from the beginning):"
+        )
+    else:
+        lines.append(
+            f"the last resumable checkpoint is {last.name!r} (step {last.step}); "
+            "once the backend is back, continue with:"
+        )
+    lines.append(f"  crucible-train train {recipe} --run-dir {run_dir} --resume")
+    return "\n".join(lines)
+
+
 def _plan_start(
     options: TrainOptions,
     data: Mapping[str, Any],
@@ -772,6 +796,12 @@ def run_train(
             file=err,
         )
         raise
+    except PortError as exc:
+        # A backend failure leaves the backend's state unknown (an optimiser step may or
+        # may not have run), so nothing is saved now: the last record, written only after
+        # its state was complete, is where --resume continues.
+        exit_code = EXIT_BACKEND_FAILED
+        print(_backend_failure(exc, options.recipe, run_dir), file=err)
     finally:
         if metrics is not None:
             metrics.close(exit_code=exit_code)
@@ -781,6 +811,8 @@ def run_train(
         plots = write_plots(run_dir)
     except ConfigurationError as exc:
         print(f"warning: plots skipped: {exc}", file=err)
+    if exit_code == EXIT_BACKEND_FAILED:
+        return exit_code
     # Wide enough that the run directory is never folded (it is copied from here).
     width = max(100, Console(file=out).width, len(str(run_dir)) + 30)
     Console(file=out, width=width).print(

@@ -19,9 +19,10 @@ from crucible_train.container import TRAIN_RECIPES, load_config
 from crucible_train.core.config_dump import dump_config
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.core.training.job import JobContext, LoopResult
-from crucible_train.errors import ConfigurationError
+from crucible_train.errors import ConfigurationError, TrainingClientError
 from crucible_train.plots import read_curves, write_plots
 from crucible_train.train_cli import (
+    EXIT_BACKEND_FAILED,
     ConsoleProgress,
     TrainOptions,
     config_differences,
@@ -324,6 +325,7 @@ def test_progress_on_a_terminal_draws_a_bar_with_metrics() -> None:
 class FakeConfig:
     steps: int = 3
     stop_at: int | None = None
+    fail_at: int | None = None
 
 
 @attrs.define
@@ -349,6 +351,10 @@ class FakeRecipe:
                     ctx.stop.set()  # what the first Ctrl-C does
                 if ctx.stop.is_set():
                     break
+                if config.fail_at == step:
+                    raise TrainingClientError("server said: model 'm1' is gone (HTTP 404)")
+                if step == 2:
+                    log.append(CheckpointRecord(name="000002", step=2, state_path="s2"))
                 metrics = {"train/nll": 2.0 - step / 10}
                 ctx.metrics.log_metrics(metrics, step=step)
                 ctx.progress.advance(step, metrics)
@@ -478,3 +484,29 @@ def test_first_sigint_sets_stop_and_the_second_aborts() -> None:
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize(("fail_at", "resumable"), [(1, None), (4, "'000002' (step 2)")])
+def test_backend_failure_exits_4_with_the_servers_words_and_how_to_resume(
+    tmp_path: Path, fake_recipe: FakeRecipe, fail_at: int, resumable: str | None
+) -> None:
+    run = tmp_path / "the-run"
+    out, err = io.StringIO(), io.StringIO()
+    code = run_train(
+        TrainOptions(
+            recipe="fake", overrides=_fake_overrides(steps=6, fail_at=fail_at), run_dir=str(run)
+        ),
+        stdout=out,
+        stderr=err,
+    )
+    assert code == EXIT_BACKEND_FAILED == 4
+    text = err.getvalue()
+    assert "the backend failed (TrainingClientError): server said: model 'm1' is gone" in text
+    assert f"crucible-train train fake --run-dir {run} --resume" in text
+    if resumable is None:
+        assert "no resumable checkpoint was saved yet" in text
+    else:
+        assert f"the last resumable checkpoint is {resumable}" in text
+    assert "finished" not in out.getvalue()  # no summary table for a failed run
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(fail_at))  # nothing logged was lost

@@ -15,7 +15,7 @@ import pytest
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.sft import SftConfig, run_sft
-from crucible_train.errors import ConfigurationError
+from crucible_train.errors import ConfigurationError, TrainingClientError
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.types import (
@@ -430,3 +430,59 @@ def test_train_metrics_have_the_documented_names(tmp_path: Path) -> None:
     for key in ("lr", "epoch", "progress", "num_sequences", "num_tokens", "num_loss_tokens"):
         assert key in row
     assert row["optim/grad_norm"] == 1.0
+
+
+class FailingTrainingClient(FakeTrainingClient):
+    """A backend that goes away: ``forward_backward`` number ``fail_at`` and every later
+    call's future fails with a :class:`TrainingClientError` carrying the server's words."""
+
+    def __init__(self, state_dir: Path, fail_at: int) -> None:
+        super().__init__(state_dir)
+        self.fail_at = fail_at
+
+    def forward_backward(
+        self,
+        datums: Sequence[Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, float] | None = None,
+    ) -> Future[ForwardBackwardOutput]:
+        if self._fb >= self.fail_at:
+            self._fb += 1
+            failed: Future[ForwardBackwardOutput] = Future()
+            failed.set_exception(TrainingClientError("server at 127.0.0.1:1 went away"))
+            return failed
+        return super().forward_backward(datums, loss_fn, loss_fn_config)
+
+    def optim_step(self, params: AdamParams) -> Future[OptimStepResponse]:
+        if self._grad is None:  # its forward_backward failed: the step is lost too
+            failed: Future[OptimStepResponse] = Future()
+            failed.set_exception(TrainingClientError("server at 127.0.0.1:1 went away"))
+            return failed
+        return super().optim_step(params)
+
+
+@pytest.mark.parametrize("fail_at", [3, 5, 7])
+def test_a_backend_failure_surfaces_typed_and_leaves_a_resumable_record(
+    tmp_path: Path, fail_at: int
+) -> None:
+    reference, _ = _run(tmp_path / "reference")
+    run_dir = tmp_path / "failed"
+    files = FilesMetricsSink(run_dir=str(run_dir))
+    try:
+        with pytest.raises(TrainingClientError, match="went away"):
+            run_sft(
+                CONFIG,
+                training=FailingTrainingClient(run_dir, fail_at),
+                train_datums=_datums(10),
+                metrics=files,
+                run_dir=run_dir,
+            )
+    finally:
+        files.close()
+    last = CheckpointLog(run_dir).last_resumable()
+    assert last is not None
+    assert last.step <= fail_at  # never a record for a step whose state is unknown
+    client, result = _run(run_dir, resume=True)
+    assert result.resumed_from == last.step
+    assert client.trained == reference.trained
+    assert _rows(run_dir) == _rows(tmp_path / "reference")
