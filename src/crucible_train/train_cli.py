@@ -75,7 +75,7 @@ from crucible_train.container import (
 from crucible_train.core.config_dump import dump_config
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
-from crucible_train.core.training.distill import check_same_format
+from crucible_train.core.training.distill import DEFAULT_STUDENT, check_same_format
 from crucible_train.core.training.job import JobContext, LoopResult
 from crucible_train.errors import ConfigurationError, CrucibleError, PortError
 from crucible_train.plots import write_plots
@@ -97,6 +97,7 @@ __all__ = [
 ]
 
 EXIT_INTERRUPTED = 130
+LOCAL_TORCH = "local_torch"
 EXIT_BACKEND_FAILED = 4
 """A backend (training, sampling, ...) failed mid-run; the run directory can be resumed."""
 CONFIG_FILE = "config.json"
@@ -546,8 +547,18 @@ def _plan(options: TrainOptions, base: ResolvedConfig, say: Callable[[str], None
     plan = _Plan(run_dir=run_dir, overrides=overrides)
     if options.recipe == DISTILL:
         student = recipe_settings.get("student") or {}
-        if isinstance(student, Mapping):
-            overrides += [f"training.local_torch.{k}={_quoted(v)}" for k, v in student.items()]
+        if isinstance(student, Mapping) and student:
+            backend = _backend_of(data, "training")
+            if backend == "noop":  # nothing to apply the settings to; keep them visible
+                backend = LOCAL_TORCH
+            if backend != LOCAL_TORCH and dict(student) == dict(DEFAULT_STUDENT):
+                raise ConfigurationError(
+                    "train.distill.student holds local-engine settings (a fresh small model), "
+                    f"but training.backend is {backend!r}: set train.distill.student={{}} to "
+                    "start the student from the SFT checkpoint, or give the student's "
+                    f"training.{backend} settings there (e.g. {{base_model: ...}})"
+                )
+            overrides += [f"training.{backend}.{k}={_quoted(v)}" for k, v in student.items()]
     if options.recipe != SFT:
         _plan_start(options, data, plan, runs_root, recipe_settings, say)
     sinks = data.get("metrics", {}).get("sinks", [])
@@ -582,6 +593,25 @@ def _backend_failure(exc: PortError, recipe: str, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _backend_of(data: Mapping[str, Any], port: str) -> str:
+    """The backend selected for ``port`` in the configuration tree ``data``."""
+    section = data.get(port)
+    backend = section.get("backend") if isinstance(section, Mapping) else None
+    return backend if isinstance(backend, str) else LOCAL_TORCH
+
+
+def _start_path(record: CheckpointRecord, data: Mapping[str, Any], port: str) -> str | None:
+    """Which saved path of an SFT checkpoint ``port``'s backend starts from.
+
+    The local engine loads weights from the sampler directory (a Hugging Face model
+    directory) for training and sampling alike; a Tinker training client starts from the
+    saved state (``tinker://.../weights/NAME``) and a Tinker sampler from sampler weights.
+    """
+    if port == "training" and _backend_of(data, port) != LOCAL_TORCH:
+        return record.state_path
+    return record.sampler_path
+
+
 def _plan_start(
     options: TrainOptions,
     data: Mapping[str, Any],
@@ -594,14 +624,14 @@ def _plan_start(
     distill = options.recipe == DISTILL
     port = "sampling" if distill else "training"
     plan.role = "teacher" if distill else "weights"
-    key = f"{port}.local_torch.model_path"
+    key = f"{port}.{_backend_of(data, port)}.model_path"
     start: SftStart | None = None
     if options.resume:
         saved = plan.run_dir / STARTED_FROM_FILE
         if saved.exists():
             start = SftStart.from_dict(_read_json(saved))
     else:
-        configured = data.get(port, {}).get("local_torch", {}).get("model_path")
+        configured = data.get(port, {}).get(_backend_of(data, port), {}).get("model_path")
         if configured is not None:
             say(f"{options.recipe}: {plan.role} from the configured {key} = {configured}")
             return
@@ -638,11 +668,12 @@ def _plan_start(
     if start is None:
         return
     plan.started_from = start
-    plan.overrides.append(f"{key}={_quoted(start.record.sampler_path)}")
+    plan.overrides.append(f"{key}={_quoted(_start_path(start.record, data, port))}")
     if distill and not recipe_settings.get("student"):
         # No student overrides: the student starts from the SFT checkpoint too.
+        student_key = f"training.{_backend_of(data, 'training')}.model_path"
         plan.overrides.append(
-            f"training.local_torch.model_path={_quoted(start.record.sampler_path)}"
+            f"{student_key}={_quoted(_start_path(start.record, data, 'training'))}"
         )
     say(
         f"{options.recipe}: {plan.role} from SFT run {start.run_dir} checkpoint "

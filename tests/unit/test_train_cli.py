@@ -510,3 +510,37 @@ def test_backend_failure_exits_4_with_the_servers_words_and_how_to_resume(
     assert "finished" not in out.getvalue()  # no summary table for a failed run
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == list(range(fail_at))  # nothing logged was lost
+
+
+@pytest.mark.parametrize(
+    ("recipe", "backend", "expected"),
+    [
+        ("rl", "local_torch", ['training.local_torch.model_path="w/final"']),
+        ("dpo", "tinker", ['training.tinker.model_path="s/final"']),
+        # distill with an empty student: teacher samples, student trains from the state
+        (
+            "distill",
+            "tinker",
+            ['sampling.tinker.model_path="w/final"', 'training.tinker.model_path="s/final"'],
+        ),
+    ],
+)
+def test_start_from_sft_uses_the_path_the_selected_backend_loads(
+    tmp_path: Path, recipe: str, backend: str, expected: list[str]
+) -> None:
+    from crucible_train.train_cli import TRAIN_KEY, _Plan, _plan_start
+
+    data = {
+        "training": {"backend": backend},
+        "sampling": {"backend": backend},
+        "tokenizer": {"backend": "byte_level", "byte_level": {}},
+        TRAIN_KEY: {"renderer": "qwen3_instruct"},
+    }
+    run = _sft_run(tmp_path, "sft-20260101-000000", [_record(4, final=True)])
+    (run / "config.json").write_text(json.dumps(data))
+    plan = _Plan(run_dir=tmp_path / "new", overrides=[])
+    said: list[str] = []
+    _plan_start(TrainOptions(recipe=recipe), data, plan, tmp_path, {"student": {}}, said.append)
+    assert plan.overrides == expected
+    assert plan.started_from is not None
+    assert plan.started_from.run_dir == run
