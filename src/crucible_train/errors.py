@@ -27,7 +27,12 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterUnavailableError",
+    "BackendAuthenticationError",
+    "BackendConnectionError",
+    "BackendError",
     "BackendNotConfiguredError",
+    "BackendRequestError",
+    "BackendTimeoutError",
     "BlobNotFoundError",
     "BlobPathError",
     "BlobStoreError",
@@ -131,6 +136,40 @@ class TrainingClientError(PortError):
 
 class SamplingClientError(PortError):
     """The sampling backend failed to sample or to score a sequence."""
+
+
+class BackendError(TrainingClientError, SamplingClientError):
+    """A remote training/sampling service (Tinker) failed; base of the typed leaves below.
+
+    One adapter serves both the training and the sampling port, so every leaf is both a
+    :class:`TrainingClientError` and a :class:`SamplingClientError`. The message carries
+    the server's own words and never the API key. Attribute ``status``: the HTTP status
+    code when the server answered, else ``None``.
+    """
+
+    status: int | None = None
+
+
+class BackendConnectionError(BackendError, ConnectionError):
+    """The service could not be reached, after the SDK's own retries. Retry later."""
+
+
+class BackendAuthenticationError(BackendError):
+    """The API key was rejected (401/403) or refused by the SDK before sending (bad format).
+
+    Fatal until the key (``TINKER_API_KEY``) is fixed.
+    """
+
+
+class BackendTimeoutError(BackendError, TimeoutError):
+    """No result arrived within the configured wait (``future_timeout_s``) or request timeout."""
+
+
+class BackendRequestError(BackendError):
+    """The service rejected one request (a 4xx such as 422 for an unsupported loss).
+
+    Retrying the same request will not help; ``status`` holds the HTTP status when known.
+    """
 
 
 class TokenizerError(PortError):

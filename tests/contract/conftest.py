@@ -22,6 +22,9 @@ adapter that refuses all work. Port-specific conventions for factories:
   ``torch`` marker (see :data:`TORCH_BACKENDS`);
 * ``llm.openai_compat``: talks to one fake OpenAI-compatible server on 127.0.0.1
   (``servers/fake_openai.py``), started on first use and stopped when the session ends.
+* ``tinker``: the real ``tinker`` SDK (0.16.x or 0.38.x) against one in-process fake
+  Tinker server (``servers/fake_tinker.py``, an ``httpx.MockTransport``) for the session;
+  the tokenizer loads the offline Qwen3 vocabulary as a local ``base_model``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import base64
 import functools
 import io
 import json
+import os
 import pathlib
 import socket
 from collections.abc import Callable
@@ -165,6 +169,10 @@ def _stop_shared() -> Any:
     server = _SHARED.pop("openai", None)
     if server is not None:
         server.stop()
+    unregister = _SHARED.pop("tinker_unregister", None)
+    if unregister is not None:
+        unregister()
+    _SHARED.pop("tinker", None)
 
 
 LOCAL_TORCH_TINY: dict[str, Any] = {
@@ -222,17 +230,70 @@ def _tiktoken_tokenizer() -> object:
     return TiktokenFileTokenizer(path=str(o200k_base_file()), preset="o200k_harmony")
 
 
+def _tinker_settings() -> dict[str, Any]:
+    # One fake server for the session: models are keyed by id, so adapters do not mix.
+    pytest.importorskip("tinker")
+    os.environ.setdefault("TINKER_TELEMETRY", "0")
+    if "tinker" not in _SHARED:
+        from servers.fake_tinker import FakeTinker
+
+        fake = FakeTinker()
+        _SHARED["tinker_unregister"] = fake.register()
+        _SHARED["tinker"] = fake
+    return {
+        "base_model": "fake-base",
+        "base_url": _SHARED["tinker"].url,
+        "api_key": "tml-contract-0123456789",
+        "lora_rank": 4,
+        "future_timeout_s": 60.0,
+    }
+
+
+def _tinker_training(_tmp_path: pathlib.Path) -> object:
+    settings = _tinker_settings()
+    from crucible_train.adapters.tinker.training_client import TinkerTrainingClient
+
+    return TinkerTrainingClient(**settings)
+
+
+def _tinker_sampling(_tmp_path: pathlib.Path) -> object:
+    settings = _tinker_settings()
+    from crucible_train.adapters.tinker.sampling_client import TinkerSamplingClient
+
+    return TinkerSamplingClient(**settings)
+
+
+def _tinker_model_info(_tmp_path: pathlib.Path) -> object:
+    settings = _tinker_settings()
+    from crucible_train.adapters.tinker.model_info import TinkerModelInfo
+
+    return TinkerModelInfo(**settings)
+
+
+@functools.cache
+def _tinker_tokenizer() -> object:
+    # Loaded once per session, like the huggingface tokenizer it wraps.
+    pytest.importorskip("tinker")
+    from crucible_train.adapters.tinker.tokenizer import TinkerTokenizer
+
+    return TinkerTokenizer(base_model=str(qwen3_dir()), api_key="tml-contract-0123456789")
+
+
 CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
     ("training", "noop"): lambda _tmp: NoopTrainingClient(),
     ("training", "local_torch"): _local_torch_training,
+    ("training", "tinker"): _tinker_training,
     ("sampling", "noop"): lambda _tmp: NoopSamplingClient(),
     ("sampling", "local_torch"): _local_torch_sampling,
+    ("sampling", "tinker"): _tinker_sampling,
     ("tokenizer", "noop"): lambda _tmp: NoopTokenizer(),
     ("tokenizer", "byte_level"): lambda _tmp: ByteLevelTokenizer(),
     ("tokenizer", "huggingface"): lambda _tmp: _huggingface_tokenizer(),
     ("tokenizer", "tiktoken"): lambda _tmp: _tiktoken_tokenizer(),
+    ("tokenizer", "tinker"): lambda _tmp: _tinker_tokenizer(),
     ("model_info", "noop"): lambda _tmp: NoopModelInfo(),
     ("model_info", "local_torch"): _local_torch_model_info,
+    ("model_info", "tinker"): _tinker_model_info,
     ("metrics", "noop"): lambda _tmp: NoopMetricsSink(),
     ("metrics", "files"): lambda tmp: FilesMetricsSink(run_dir=str(tmp / "run")),
     ("metrics", "console"): lambda _tmp: ConsoleMetricsSink(

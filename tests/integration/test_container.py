@@ -206,7 +206,7 @@ def test_train_block_problems_are_reported_with_the_rest() -> None:
         "train.ppo={}",
         "training.backend=torch",
     ) == [
-        "training.backend: unknown backend 'torch'; valid: local_torch, noop",
+        "training.backend: unknown backend 'torch'; valid: local_torch, noop, tinker",
         "train.renderer: unknown renderer 'qwen4' (did you mean 'qwen3'?); valid: "
         + ", ".join(list_renderers()),
         "train.ppo: unknown key (did you mean 'dpo'?); valid: renderer, runs_root, sft, rl, "
@@ -453,7 +453,8 @@ def test_secrets_reach_the_adapter(builds: Builds, tmp_path: Path) -> None:
 
 def test_unknown_backend_lists_the_valid_ones(builds: Builds) -> None:
     assert _problems("training.backend=torchh") == [
-        "training.backend: unknown backend 'torchh'; valid: alpha, beta, keyed, local_torch, noop"
+        "training.backend: unknown backend 'torchh'; "
+        "valid: alpha, beta, keyed, local_torch, noop, tinker"
     ]
 
 
@@ -593,7 +594,7 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
         "dataset_store, embedding, http, hub, llm, metrics, model_info, sampling, tokenizer, "
         "train, training, vector_store",
         "training.keyed.api_key: environment variable CT_TEST_API_KEY is not set",
-        "sampling.backend: unknown backend 'torchh'; valid: local_torch, noop",
+        "sampling.backend: unknown backend 'torchh'; valid: local_torch, noop, tinker",
         "metrics.sinks[1]: sink 'noop' is listed twice; list each sink once",
         f"metrics.sinks[2]: unknown sink 'tensorboard'; valid: {SINKS}",
         "blob_store.files.root: expected a string, got 3 (int)",
@@ -624,11 +625,11 @@ def test_every_problem_is_reported_in_one_error(builds: Builds) -> None:
         (
             "training.torch={}",
             "training.torch: unknown key (did you mean 'local_torch'?); "
-            "valid: backend, local_torch, noop",
+            "valid: backend, local_torch, noop, tinker",
         ),
         (
             "training.backend=",
-            "training.backend: expected a backend name, got null; valid: local_torch, noop",
+            "training.backend: expected a backend name, got null; valid: local_torch, noop, tinker",
         ),
         ("training=3", "training: expected a mapping with `backend: ...`, got 3 (int)"),
         ("training.noop=[1]", "training.noop: expected a mapping of settings, got [1] (list)"),
@@ -680,7 +681,7 @@ def test_env_value_with_newlines_cannot_add_keys() -> None:
 def test_env_value_with_newlines_in_a_backend_name_stays_one_problem_line() -> None:
     problems = _problems("training.backend=${B}", env={"B": "noop\nextra: 1"})
     assert problems == [
-        "training.backend: unknown backend 'noop\\nextra: 1'; valid: local_torch, noop"
+        "training.backend: unknown backend 'noop\\nextra: 1'; valid: local_torch, noop, tinker"
     ]
     assert "\n" not in problems[0]
 

@@ -106,7 +106,10 @@ def test_config_check_lists_every_problem_one_per_line(
     lines = captured.err.splitlines()
     assert len(lines) == 5
     assert all(line.startswith("error: ") for line in lines)
-    assert "error: training.backend: unknown backend 'torchh'; valid: local_torch, noop" in lines
+    assert (
+        "error: training.backend: unknown backend 'torchh'; valid: local_torch, noop, tinker"
+        in lines
+    )
     assert "Traceback" not in captured.err
     assert SECRET not in captured.err
 

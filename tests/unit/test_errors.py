@@ -56,3 +56,25 @@ def test_categories_also_are_the_standard_exceptions_they_replace():
 
 def test_key_error_leaves_print_plain_messages():
     assert str(BlobNotFoundError("no blob 'a/b'")) == "no blob 'a/b'"
+
+
+@pytest.mark.parametrize(
+    ("cls", "standard"),
+    [
+        (errors.BackendConnectionError, ConnectionError),
+        (errors.BackendTimeoutError, TimeoutError),
+        (errors.BackendAuthenticationError, None),
+        (errors.BackendRequestError, None),
+    ],
+)
+def test_backend_errors_serve_both_ports_and_pickle_their_status(cls, standard):
+    # One Tinker adapter serves training and sampling: the core catches either port's error.
+    assert issubclass(cls, errors.TrainingClientError)
+    assert issubclass(cls, errors.SamplingClientError)
+    if standard is not None:
+        assert issubclass(cls, standard)
+    error = cls("the server said no")
+    assert error.status is None
+    error.status = 422
+    restored = pickle.loads(pickle.dumps(error))
+    assert (type(restored), restored.status, str(restored)) == (cls, 422, "the server said no")

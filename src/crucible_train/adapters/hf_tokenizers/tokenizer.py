@@ -25,7 +25,8 @@ _FILE = "tokenizer.json"
 _CONFIG = "tokenizer_config.json"
 
 
-def _load(file: str) -> Any:
+def _load(file: str | None = None, *, text: str | None = None) -> Any:
+    """A ``tokenizers.Tokenizer`` from a ``tokenizer.json`` file or its text."""
     try:
         import tokenizers
     except ImportError as exc:
@@ -35,9 +36,11 @@ def _load(file: str) -> Any:
             "containers.yaml"
         ) from exc
     try:
-        return tokenizers.Tokenizer.from_file(file)
+        if text is not None:
+            return tokenizers.Tokenizer.from_str(text)
+        return tokenizers.Tokenizer.from_file(str(file))
     except Exception as exc:  # the Rust loader raises a bare Exception on bad JSON
-        raise ConfigurationError(f"path: cannot load {file}: {exc}") from exc
+        raise ConfigurationError(f"path: cannot load {file or 'tokenizer JSON'}: {exc}") from exc
 
 
 def _eos_text(config_file: str) -> str | None:
@@ -66,33 +69,58 @@ class HuggingFaceTokenizer(Tokenizer):
         ConfigurationError: the file is missing or cannot be parsed.
 
     Thread-safe (the Rust tokenizer is immutable after loading) and picklable: a pickle
-    holds only the path and re-loads the file.
+    holds only the path and re-loads the file (or, from :meth:`from_json`, the JSON text).
     """
 
     def __init__(self, *, path: str) -> None:
         file = os.path.join(path, _FILE) if os.path.isdir(path) else path
         if not os.path.isfile(file):
             raise ConfigurationError(f"path: no tokenizer.json at {path!r}")
-        self._path = path
-        self._tokenizer = _load(file)
+        self._path: str | None = path
+        self._json: str | None = None
+        eos = _eos_text(os.path.join(os.path.dirname(file), _CONFIG))
+        self._setup(_load(file), _load(file), eos)
+
+    @classmethod
+    def from_json(cls, text: str, *, eos_token: str | None) -> HuggingFaceTokenizer:
+        """A tokenizer from the text of a ``tokenizer.json`` (e.g. a ``transformers``
+        fast tokenizer's ``backend_tokenizer.to_str()``) and its EOS token text.
+
+        A pickle of it holds that text. Raises ``ConfigurationError`` for invalid JSON.
+        """
+        self = cls.__new__(cls)
+        self._path = None
+        self._json = text
+        self._setup(_load(text=text), _load(text=text), eos_token)
+        return self
+
+    def _setup(self, tokenizer: Any, literal: Any, eos: str | None) -> None:
+        self._tokenizer = tokenizer
         # A separate instance because encode_special_tokens is mutable state on the
         # tokenizer; toggling it per call would race between threads.
-        self._literal = _load(file)
+        self._literal = literal
         self._literal.encode_special_tokens = True
         added = self._tokenizer.get_added_tokens_decoder()
         self._special = {tok.content: int(i) for i, tok in added.items() if tok.special}
         self._vocab_size: int = max(
             [int(self._tokenizer.get_vocab_size(with_added_tokens=True)), *(i + 1 for i in added)]
         )
-        eos = _eos_text(os.path.join(os.path.dirname(file), _CONFIG))
         eos_id = None if eos is None else self._tokenizer.token_to_id(eos)
         self._eos: int | None = None if eos_id is None else int(eos_id)
+        self._eos_text = eos
 
-    def __getstate__(self) -> dict[str, str]:
-        return {"path": self._path}
+    def __getstate__(self) -> dict[str, str | None]:
+        if self._path is not None:
+            return {"path": self._path}
+        return {"json": self._json, "eos_token": self._eos_text}
 
-    def __setstate__(self, state: dict[str, str]) -> None:
-        self.__init__(path=state["path"])  # type: ignore[misc]
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "path" in state:
+            self.__init__(path=state["path"])  # type: ignore[misc]
+            return
+        self._path = None
+        self._json = state["json"]
+        self._setup(_load(text=state["json"]), _load(text=state["json"]), state["eos_token"])
 
     @property
     def vocab_size(self) -> int:
