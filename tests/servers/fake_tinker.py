@@ -26,7 +26,7 @@ import asyncio
 import itertools
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -563,3 +563,16 @@ _ROUTES: dict[str, Callable[[FakeTinker, Any], Any]] = {
     "telemetry": FakeTinker._ok,
     "finish": FakeTinker._ok,  # 0.38 ServiceClient.close: /api/v1/sessions/<id>/finish
 }
+
+
+def serve(monkeypatch: Any) -> Iterator[FakeTinker]:
+    """Body of the tests' ``fake`` fixture: a registered fake with telemetry off.
+
+    The fake stays registered afterwards (see :meth:`FakeTinker.register`); hanging
+    futures are released so SDK threads of the test can finish.
+    """
+    monkeypatch.setenv("TINKER_TELEMETRY", "0")
+    server = FakeTinker()
+    server.register()
+    yield server
+    server.release()

@@ -27,7 +27,7 @@ from crucible_train.errors import (  # noqa: E402
     TrainingClientError,
 )
 from crucible_train.types import Datum, ModelInput, SamplingParams  # noqa: E402
-from servers.fake_tinker import FakeTinker  # noqa: E402
+from servers.fake_tinker import FakeTinker, serve  # noqa: E402
 
 TIMEOUT = 30
 KEY = "tml-do-not-leak-0123456789"
@@ -42,11 +42,7 @@ DATUM = Datum(
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    server = FakeTinker()
-    server.register()  # left registered: see FakeTinker.register
-    yield server
-    server.release()
+    yield from serve(monkeypatch)
 
 
 @pytest.fixture

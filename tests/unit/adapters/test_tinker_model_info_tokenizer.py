@@ -18,15 +18,12 @@ from crucible_train.adapters.tinker.tokenizer import TinkerTokenizer  # noqa: E4
 from crucible_train.errors import TokenizerError  # noqa: E402
 from crucible_train.ports.model_info import ModelConfig, ModelInfo  # noqa: E402
 from crucible_train.ports.tokenizer import Tokenizer  # noqa: E402
-from servers.fake_tinker import FakeTinker  # noqa: E402
+from servers.fake_tinker import serve  # noqa: E402
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    server = FakeTinker()
-    server.register()  # left registered: see FakeTinker.register
-    return server
+    yield from serve(monkeypatch)
 
 
 def test_model_info_reports_what_get_info_says_and_nothing_else(fake):

@@ -13,7 +13,7 @@ from crucible_train.adapters.tinker.sampling_client import TinkerSamplingClient 
 from crucible_train.errors import InvalidDataError  # noqa: E402
 from crucible_train.ports.sampling import SamplingClient  # noqa: E402
 from crucible_train.types import ModelInput, SampleResponse, SamplingParams  # noqa: E402
-from servers.fake_tinker import FakeTinker  # noqa: E402
+from servers.fake_tinker import FakeTinker, serve  # noqa: E402
 
 TIMEOUT = 30
 PROMPT = ModelInput.from_ints([1, 2, 3])
@@ -21,11 +21,7 @@ PROMPT = ModelInput.from_ints([1, 2, 3])
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    server = FakeTinker()
-    server.register()  # left registered: see FakeTinker.register
-    yield server
-    server.release()
+    yield from serve(monkeypatch)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from crucible_train.errors import (  # noqa: E402
 from crucible_train.ports.sampling import SamplingClient  # noqa: E402
 from crucible_train.ports.training import TrainingClient  # noqa: E402
 from crucible_train.types import AdamParams, Datum, ModelInput  # noqa: E402
-from servers.fake_tinker import SKYRL_LOSSES, FakeTinker  # noqa: E402
+from servers.fake_tinker import SKYRL_LOSSES, FakeTinker, serve  # noqa: E402
 
 TIMEOUT = 30
 LEGACY = not is_deprecated(tinker.TrainingClient.load_state)
@@ -53,11 +53,7 @@ POLICY = Datum(
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    server = FakeTinker()
-    server.register()  # left registered: see FakeTinker.register
-    yield server
-    server.release()
+    yield from serve(monkeypatch)
 
 
 @pytest.fixture
