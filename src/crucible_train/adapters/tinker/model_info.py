@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from crucible_train.adapters.tinker._base import TinkerAdapter
 from crucible_train.adapters.tinker._dispatch import Lazy
 from crucible_train.adapters.tinker._sdk import (
     import_tinker,
     new_service_client,
-    resolve_settings,
     resolved,
     translate,
 )
@@ -27,37 +27,18 @@ from crucible_train.ports.model_info import ModelConfig, ModelInfo
 __all__ = ["TinkerModelInfo"]
 
 
-class TinkerModelInfo(ModelInfo):
+class TinkerModelInfo(TinkerAdapter, ModelInfo):
     """What the Tinker service says about ``base_model``. Thread-safe; cached."""
 
-    def __init__(
-        self,
-        *,
-        base_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str,
-        lora_rank: int = 32,
-        model_path: str | None = None,
-        seed: int | None = None,
-        train_mlp: bool = True,
-        train_attn: bool = True,
-        train_unembed: bool = True,
-        request_timeout_s: float | None = None,
-        max_retries: int | None = None,
-        future_timeout_s: float | None = None,
-        pipeline: bool = True,
-    ) -> None:
-        """Validate the settings; the service is asked on the first call.
+    def _start(self) -> None:
+        """Prepare the question; the service is asked on the first call.
 
-        The arguments are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
         (``model_info.tinker``).
 
         Raises:
-            ConfigurationError: invalid settings, or ``base_model``/``api_key`` unset.
             AdapterUnavailableError: the ``tinker`` SDK is not installed.
         """
-        values = {name: value for name, value in locals().items() if name != "self"}
-        self._settings = resolve_settings(values)
         self._tinker = import_tinker("model_info")
         self._config: Lazy[ModelConfig] = Lazy(self._ask, name="tinker-model-info")
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from crucible_train.adapters.tinker._base import TinkerAdapter
 from crucible_train.adapters.tinker._dispatch import Dispatcher, Finish, Lazy
 from crucible_train.adapters.tinker._sdk import (
     CLOSE_TIMEOUT_S,
@@ -24,7 +25,6 @@ from crucible_train.adapters.tinker._sdk import (
     import_tinker,
     new_service_client,
     normalise_prompt_logprobs,
-    resolve_settings,
     resolved,
     to_sdk_model_input,
     to_sdk_sampling_params,
@@ -39,42 +39,23 @@ from crucible_train.types import ModelInput, SampleResponse, SamplingParams
 __all__ = ["TinkerSamplingClient"]
 
 
-class TinkerSamplingClient(SamplingClient):
+class TinkerSamplingClient(TinkerAdapter, SamplingClient):
     """Samples from one fixed set of weights on a Tinker service (see the module docstring).
 
     Thread-safe; picklable (a pickle holds the settings, API key included, so workers
     can reconnect). Call :meth:`close` to stop its dispatcher thread.
     """
 
-    def __init__(
-        self,
-        *,
-        base_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str,
-        lora_rank: int = 32,
-        model_path: str | None = None,
-        seed: int | None = None,
-        train_mlp: bool = True,
-        train_attn: bool = True,
-        train_unembed: bool = True,
-        request_timeout_s: float | None = None,
-        max_retries: int | None = None,
-        future_timeout_s: float | None = None,
-        pipeline: bool = True,
-    ) -> None:
-        """Validate the settings; no request is sent until the first call.
+    def _start(self) -> None:
+        """Prepare the connection; no request is sent until the first call.
 
-        The arguments are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
         (``sampling.tinker``); ``model_path`` names ``tinker://`` sampler weights, and
         ``None`` samples ``base_model``. The LoRA fields are accepted and unused.
 
         Raises:
-            ConfigurationError: invalid settings, or ``base_model``/``api_key`` unset.
             AdapterUnavailableError: the ``tinker`` SDK is not installed.
         """
-        values = {name: value for name, value in locals().items() if name != "self"}
-        self._settings = resolve_settings(values)
         self._tinker = import_tinker("sampling")
         self._lock = threading.Lock()
         self._shared_service: Callable[[], Any] | None = None

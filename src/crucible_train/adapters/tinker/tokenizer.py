@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crucible_train.adapters.hf_tokenizers.tokenizer import HuggingFaceTokenizer
-from crucible_train.adapters.tinker._sdk import import_tinker, resolve_settings
+from crucible_train.adapters.tinker._base import TinkerAdapter
+from crucible_train.adapters.tinker._sdk import import_tinker
 from crucible_train.errors import CrucibleError, TokenizerError
 from crucible_train.ports.tokenizer import Tokenizer
 
@@ -44,40 +45,22 @@ def _load_hf_tokenizer(base_model: str) -> Any:
         ) from exc
 
 
-class TinkerTokenizer(Tokenizer):
+class TinkerTokenizer(TinkerAdapter, Tokenizer):
     """The tokenizer of a Tinker ``base_model``. Thread-safe; picklable (as its vocabulary)."""
 
-    def __init__(
-        self,
-        *,
-        base_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str,
-        lora_rank: int = 32,
-        model_path: str | None = None,
-        seed: int | None = None,
-        train_mlp: bool = True,
-        train_attn: bool = True,
-        train_unembed: bool = True,
-        request_timeout_s: float | None = None,
-        max_retries: int | None = None,
-        future_timeout_s: float | None = None,
-        pipeline: bool = True,
-    ) -> None:
+    def _start(self) -> None:
         """Load the tokenizer of ``base_model`` now (see the module docstring).
 
-        The arguments are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
         (``tokenizer.tinker``); only ``base_model`` is used, the others are accepted so
         the four Tinker ports share one settings block.
 
         Raises:
-            ConfigurationError: invalid settings, or ``base_model``/``api_key`` unset.
             AdapterUnavailableError: the ``tinker`` SDK or ``tokenizers`` is missing.
             TokenizerError: the tokenizer cannot be loaded (hub unreachable, unknown
                 name, not a fast tokenizer); the message suggests the offline backend.
         """
-        values = {name: value for name, value in locals().items() if name != "self"}
-        settings = resolve_settings(values)
+        settings = self._settings
         import_tinker("tokenizer")
         base_model = str(settings.base_model)
         self._base_model = base_model

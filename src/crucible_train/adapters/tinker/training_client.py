@@ -24,6 +24,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from crucible_train.adapters.tinker._base import TinkerAdapter
 from crucible_train.adapters.tinker._dispatch import Dispatcher, Finish, Lazy
 from crucible_train.adapters.tinker._sdk import (
     CLOSE_TIMEOUT_S,
@@ -33,7 +34,6 @@ from crucible_train.adapters.tinker._sdk import (
     import_tinker,
     is_deprecated,
     new_service_client,
-    resolve_settings,
     resolved,
     to_sdk_adam_params,
     to_sdk_datum,
@@ -87,7 +87,7 @@ def _check_loss(datums: Sequence[Datum], loss_fn: str) -> None:
             )
 
 
-class TinkerTrainingClient(TrainingClient):
+class TinkerTrainingClient(TinkerAdapter, TrainingClient):
     """Trains a LoRA adapter on a Tinker service (see the module docstring).
 
     Thread-safety: methods may be called from any thread; calls reach the server in
@@ -95,34 +95,15 @@ class TinkerTrainingClient(TrainingClient):
     :meth:`close` (or use it as a context manager) to end the session.
     """
 
-    def __init__(
-        self,
-        *,
-        base_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str,
-        lora_rank: int = 32,
-        model_path: str | None = None,
-        seed: int | None = None,
-        train_mlp: bool = True,
-        train_attn: bool = True,
-        train_unembed: bool = True,
-        request_timeout_s: float | None = None,
-        max_retries: int | None = None,
-        future_timeout_s: float | None = None,
-        pipeline: bool = True,
-    ) -> None:
-        """Validate the settings and start the dispatcher; no request is sent yet.
+    def _start(self) -> None:
+        """Start the dispatcher; no request is sent yet.
 
-        The arguments are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
         (``training.tinker`` in ``containers.yaml``); see that class for each one.
 
         Raises:
-            ConfigurationError: invalid settings, or ``base_model``/``api_key`` unset.
             AdapterUnavailableError: the ``tinker`` SDK is not installed.
         """
-        values = {name: value for name, value in locals().items() if name != "self"}
-        self._settings = resolve_settings(values)
         self._tinker = import_tinker("training")
         # Touched only on the dispatcher thread (the SDK objects and their swaps).
         self._service: Any = None
