@@ -45,7 +45,6 @@ from crucible_train.core.scheduling import lr_at, parse_schedule
 from crucible_train.core.training.arithmetic import ArithmeticProblem, ArithmeticTask
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
-    record_saved_checkpoint,
     truncate_metrics,
 )
 from crucible_train.core.training.data import (
@@ -53,7 +52,12 @@ from crucible_train.core.training.data import (
     batch_indices,
     datum_from_example,
 )
-from crucible_train.core.training.job import JobContext, LoopResult, close_epoch_loop
+from crucible_train.core.training.job import (
+    JobContext,
+    LoopResult,
+    close_epoch_loop,
+    record_epoch_checkpoint,
+)
 from crucible_train.core.training.optim import ScheduledAdamW
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.errors import ConfigurationError, InvalidDataError
@@ -791,15 +795,13 @@ def run_dpo(
         last.update(step_metrics)
         progress.advance(p.step, last)
         if p.save is not None and p.save_name is not None:
-            nxt = p.step + 1
-            record_saved_checkpoint(
+            record_epoch_checkpoint(
                 log,
                 name=p.save_name,
                 state=p.save,
                 sampler=p.sampler_save,
-                step=nxt,
-                epoch=nxt // n_batches,
-                batch=nxt % n_batches,
+                next_step=p.step + 1,
+                n_batches=n_batches,
             )
 
     step = start

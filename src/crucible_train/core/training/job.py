@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -17,6 +19,7 @@ from crucible_train.core.renderers.base import Renderer
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
     CheckpointRecord,
+    record_saved_checkpoint,
     save_closing_checkpoint,
 )
 from crucible_train.core.training.progress import NullProgress, Progress
@@ -25,7 +28,13 @@ from crucible_train.ports.metrics import MetricsSink
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.training import TrainingClient
 
-__all__ = ["JobContext", "LoopResult", "close_epoch_loop"]
+__all__ = [
+    "JobContext",
+    "LoopResult",
+    "close_epoch_loop",
+    "close_loop",
+    "record_epoch_checkpoint",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -78,6 +87,50 @@ class LoopResult:
     last_metrics: Mapping[str, float]
 
 
+def close_loop(
+    training: TrainingClient,
+    log: CheckpointLog,
+    progress: Progress,
+    *,
+    step: int,
+    total: int,
+    stopped_at: tuple[int, int],
+    finished_at: tuple[int, int],
+    resumed_from: int | None,
+    last: Mapping[str, float],
+    extra: Mapping[str, Any] | None = None,
+) -> LoopResult:
+    """End a loop after its last submitted step has finished.
+
+    Stopped early (``step < total``): an ``interrupted-NNNNNN`` checkpoint recorded at
+    ``stopped_at`` (the next step's epoch and batch). Finished: the ``final`` checkpoint
+    (state and sampler) recorded at ``finished_at``. Either way the progress display is
+    closed.
+    """
+    interrupted = step < total
+    epoch, batch = stopped_at if interrupted else finished_at
+    final = save_closing_checkpoint(
+        training,
+        log,
+        interrupted=interrupted,
+        step=step if interrupted else total,
+        epoch=epoch,
+        batch=batch,
+        extra=extra,
+    )
+    if interrupted:
+        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
+    progress.finish()
+    return LoopResult(
+        steps_done=step,
+        total_steps=total,
+        interrupted=interrupted,
+        resumed_from=resumed_from,
+        final_record=final,
+        last_metrics=dict(last),
+    )
+
+
 def close_epoch_loop(
     training: TrainingClient,
     log: CheckpointLog,
@@ -90,29 +143,40 @@ def close_epoch_loop(
     resumed_from: int | None,
     last: Mapping[str, float],
 ) -> LoopResult:
-    """End an epoch-based loop (SFT, DPO) after its last submitted step has finished.
-
-    Stopped early: an ``interrupted-NNNNNN`` checkpoint naming the next step's epoch and
-    batch. Finished: the ``final`` checkpoint (state and sampler), recorded as epoch
-    ``num_epochs``, batch 0. Either way the progress display is closed.
+    """:func:`close_loop` for an epoch-based loop (SFT, DPO): the ``final`` checkpoint is
+    epoch ``num_epochs``, batch 0; an interrupted one names the next step's epoch and batch.
     """
-    interrupted = step < total
-    final = save_closing_checkpoint(
+    return close_loop(
         training,
         log,
-        interrupted=interrupted,
-        step=step if interrupted else total,
-        epoch=step // n_batches if interrupted else num_epochs,
-        batch=step % n_batches if interrupted else 0,
-    )
-    if interrupted:
-        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
-    progress.finish()
-    return LoopResult(
-        steps_done=step,
-        total_steps=total,
-        interrupted=interrupted,
+        progress,
+        step=step,
+        total=total,
+        stopped_at=divmod(step, n_batches),
+        finished_at=(num_epochs, 0),
         resumed_from=resumed_from,
-        final_record=final,
-        last_metrics=dict(last),
+        last=last,
+    )
+
+
+def record_epoch_checkpoint(
+    log: CheckpointLog,
+    *,
+    name: str,
+    state: Future[str],
+    sampler: Future[str] | None,
+    next_step: int,
+    n_batches: int,
+) -> CheckpointRecord:
+    """Record a periodic save of an epoch-based loop once it completes, naming the next
+    step to run as ``(epoch, batch)`` (see :func:`record_saved_checkpoint`)."""
+    epoch, batch = divmod(next_step, n_batches)
+    return record_saved_checkpoint(
+        log,
+        name=name,
+        state=state,
+        sampler=sampler,
+        step=next_step,
+        epoch=epoch,
+        batch=batch,
     )

@@ -41,10 +41,9 @@ from crucible_train.core.evaluation.evaluators import EvaluatorRunner
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
     CheckpointRecord,
-    save_closing_checkpoint,
     truncate_metrics,
 )
-from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.core.training.job import JobContext, LoopResult, close_loop
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.metrics import MetricsSink
@@ -792,25 +791,17 @@ def run_policy_loop(
                 total, training_client=training, sampling_client=snapshot, force=True
             )
         )
-    final = save_closing_checkpoint(
+    return close_loop(
         training,
         log,
-        interrupted=interrupted,
-        step=step if interrupted else total,
-        epoch=0,
-        batch=step if interrupted else total,
-        extra=extra,
-    )
-    if interrupted:
-        progress.note(f"interrupted: saved checkpoint {final.name!r}; continue with --resume")
-    progress.finish()
-    return LoopResult(
-        steps_done=step,
-        total_steps=total,
-        interrupted=interrupted,
+        progress,
+        step=step,
+        total=total,
+        stopped_at=(0, step),
+        finished_at=(0, total),
         resumed_from=resumed_from,
-        final_record=final,
-        last_metrics=dict(last),
+        last=last,
+        extra=extra,
     )
 
 

@@ -38,7 +38,6 @@ from crucible_train.core.scheduling import lr_at, parse_schedule
 from crucible_train.core.training.arithmetic import ArithmeticAccuracyEvaluator, ArithmeticTask
 from crucible_train.core.training.checkpoints import (
     CheckpointLog,
-    record_saved_checkpoint,
     truncate_metrics,
 )
 from crucible_train.core.training.data import (
@@ -46,7 +45,12 @@ from crucible_train.core.training.data import (
     conversations_to_datums,
     load_conversations,
 )
-from crucible_train.core.training.job import JobContext, LoopResult, close_epoch_loop
+from crucible_train.core.training.job import (
+    JobContext,
+    LoopResult,
+    close_epoch_loop,
+    record_epoch_checkpoint,
+)
 from crucible_train.core.training.optim import ScheduledAdamW
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.errors import ConfigurationError
@@ -329,15 +333,13 @@ def run_sft(
         last.update(step_metrics)
         progress.advance(p.step, last)
         if p.save is not None and p.save_name is not None:
-            nxt = p.step + 1
-            record_saved_checkpoint(
+            record_epoch_checkpoint(
                 log,
                 name=p.save_name,
                 state=p.save,
                 sampler=p.sampler_save,
-                step=nxt,
-                epoch=nxt // n_batches,
-                batch=nxt % n_batches,
+                next_step=p.step + 1,
+                n_batches=n_batches,
             )
 
     step = start
