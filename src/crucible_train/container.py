@@ -39,6 +39,8 @@ from dependency_injector import containers, providers
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
+from crucible_train.adapters.delivery.spool import find_spools
+from crucible_train.adapters.delivery.sync import SpoolResult, sync_run_dir
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
@@ -136,10 +138,13 @@ __all__ = [
     "Backend",
     "Recipe",
     "ResolvedConfig",
+    "SpoolResult",
     "build_container",
     "container_from_config",
+    "find_spools",
     "injected_arguments",
     "load_config",
+    "sync_metrics_spools",
 ]
 
 PACKAGED_CONFIG = "containers.yaml"
@@ -1191,3 +1196,26 @@ def build_container(
         ConfigurationError: the configuration is invalid (every problem listed).
     """
     return container_from_config(load_config(config_file, overrides, environ, base_dir))
+
+
+def sync_metrics_spools(
+    run_dir: Path,
+    *,
+    http: HttpClient,
+    timeout: float,
+    environ: Mapping[str, str],
+    exit_code_if_unknown: int | None = None,
+) -> list[SpoolResult]:
+    """``logs sync``: deliver every spool under ``run_dir`` with its registered metrics sink.
+
+    The sink class for each spool is the ``metrics`` backend named by its ``sink.json``
+    (see :func:`crucible_train.adapters.delivery.sync.sync_run_dir` for the arguments).
+    """
+    return sync_run_dir(
+        run_dir,
+        sinks={kind: backend.adapter for kind, backend in BACKENDS[METRICS_PORT].items()},
+        http=http,
+        timeout=timeout,
+        environ=environ,
+        exit_code_if_unknown=exit_code_if_unknown,
+    )

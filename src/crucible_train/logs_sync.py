@@ -1,19 +1,14 @@
-"""``crucible-train logs sync RUN_DIR`` (entry-point layer): deliver what sinks left spooled.
+"""``crucible-train logs sync RUN_DIR`` (entry-point layer): the command's glue.
 
 Network metrics sinks (W&B, Neptune) write every row to a spool under
-``RUN_DIR/spool/<kind>/`` before sending it. When a run ends while the service is down,
-or the process dies, rows stay there; this command finds every spool under ``RUN_DIR``,
-sends what each holds, in order and exactly once, and marks the run finished with the
-exit code given to ``close`` (or ``--exit-code``, default 1 "failed", when the process
-died before ``close``).
-
-Each spool's ``sink.json`` names its sink ``kind``; the sink class registered under that
-name in :data:`crucible_train.container.BACKENDS` does the work: its ``sync_spool``
-classmethod (inherited from ``adapters._delivery.SpoolingSink``), or, for a class that
-only has ``resume_transport``, the ``sync_spool`` function when the container re-exports
-it (this module may not import adapters itself). Secrets come from
-the environment (``WANDB_API_KEY``, ``NEPTUNE_API_TOKEN``); the HTTP client is the
-configured ``http`` backend, or ``requests`` when the configuration says ``noop``.
+``RUN_DIR/spool/<kind>/`` before sending it; this command delivers what such spools
+still hold, in order and exactly once, and marks each run finished with the exit code
+given to ``close`` (or ``--exit-code``, default 1 "failed", when the process died before
+``close``). The work is done by ``adapters/delivery/sync.py``, reached through
+:func:`crucible_train.container.sync_metrics_spools` (commands never import adapters).
+Secrets come from the environment (``WANDB_API_KEY``, ``NEPTUNE_API_TOKEN``); the HTTP
+client is the configured ``http`` backend, or ``requests`` when the configuration says
+``noop``.
 
 Exit codes: 0 every row was delivered; 3 rows remain spooled; 2 a configuration problem
 (unknown sink kind, missing secret, no HTTP client, no such directory).
@@ -21,163 +16,28 @@ Exit codes: 0 every row was delivered; 3 rows remain spooled; 2 a configuration 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-import attrs
-
-from crucible_train import container as _container
-from crucible_train.container import BACKENDS, build_container, load_config
+from crucible_train.container import (
+    BACKENDS,
+    build_container,
+    find_spools,
+    load_config,
+    sync_metrics_spools,
+)
 from crucible_train.errors import ConfigurationError
 
-__all__ = [
-    "EXIT_CONFIG",
-    "EXIT_OK",
-    "EXIT_ROWS_LEFT",
-    "SpoolResult",
-    "discover_spools",
-    "run_logs_sync",
-    "sync_run_dir",
-]
+__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_ROWS_LEFT", "run_logs_sync"]
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_ROWS_LEFT = 3
 
-# The spool convention of crucible_train.adapters._delivery (its source of truth; a test
-# checks that both find the same spools): RUN_DIR/spool/<dir>/sink.json with a "kind".
-_SPOOL_DIRNAME = "spool"
-_SINK_FILE = "sink.json"
-_METRICS = "metrics"
 _FALLBACK_HTTP = "requests"
-
-
-@attrs.frozen(kw_only=True)
-class SpoolResult:
-    """What syncing one spool achieved.
-
-    Attributes:
-        kind: the sink kind (``"wandb"``).
-        spool_dir: the spool directory.
-        left: rows still spooled (``None`` when the spool could not be synced at all).
-        error: why it could not be synced (a configuration problem), else ``None``.
-    """
-
-    kind: str
-    spool_dir: Path
-    left: int | None
-    error: str | None = None
-
-
-def discover_spools(run_dir: Path) -> list[tuple[str, Path]]:
-    """Every sink spool under ``run_dir`` as ``(kind, spool_dir)``, sorted by directory.
-
-    Raises:
-        ConfigurationError: a ``sink.json`` is unreadable.
-    """
-    root = run_dir / _SPOOL_DIRNAME
-    found: list[tuple[str, Path]] = []
-    if not root.is_dir():
-        return found
-    for child in sorted(root.iterdir()):
-        info_path = child / _SINK_FILE
-        if not info_path.is_file():
-            continue
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"{info_path} cannot be read: {exc}") from None
-        kind = info.get("kind") if isinstance(info, dict) else None
-        if not isinstance(kind, str):
-            raise ConfigurationError(f"{info_path} does not name its sink kind")
-        found.append((kind, child))
-    return found
-
-
-def sync_run_dir(
-    run_dir: Path,
-    *,
-    http: Any,
-    timeout: float,
-    environ: Mapping[str, str],
-    exit_code_if_unknown: int = 1,
-    backends: Mapping[str, Any] | None = None,
-) -> list[SpoolResult]:
-    """Sync every spool under ``run_dir``; a spool that cannot be synced does not stop the rest.
-
-    Args:
-        run_dir: the run directory.
-        http: the HTTP client (an :class:`~crucible_train.ports.http.HttpClient`).
-        timeout: seconds to spend per spool at most.
-        environ: where sinks read their secrets.
-        exit_code_if_unknown: exit code for runs whose process died before ``close``.
-        backends: sink kind → registered backend (default: ``BACKENDS["metrics"]``).
-
-    Returns:
-        One result per spool, in directory order.
-    """
-    registry = BACKENDS[_METRICS] if backends is None else backends
-    results: list[SpoolResult] = []
-    for kind, spool_dir in discover_spools(run_dir):
-        sync = _syncer(registry.get(kind))
-        if sync is None:
-            known = ", ".join(sorted(k for k, b in registry.items() if _syncer(b) is not None))
-            results.append(
-                SpoolResult(
-                    kind=kind,
-                    spool_dir=spool_dir,
-                    left=None,
-                    error=f"no registered metrics sink {kind!r} can sync a spool "
-                    f"(known: {known or 'none'})",
-                )
-            )
-            continue
-        try:
-            left = sync(
-                spool_dir,
-                http=http,
-                environ=environ,
-                timeout=timeout,
-                exit_code_if_unknown=exit_code_if_unknown,
-            )
-        except ConfigurationError as exc:
-            results.append(SpoolResult(kind=kind, spool_dir=spool_dir, left=None, error=str(exc)))
-            continue
-        results.append(SpoolResult(kind=kind, spool_dir=spool_dir, left=int(left)))
-    return results
-
-
-def _syncer(backend: Any) -> Any:
-    """The callable syncing a spool for a registered backend, or ``None``."""
-    adapter = getattr(backend, "adapter", None)
-    method = getattr(adapter, "sync_spool", None)
-    if callable(method):
-        return method
-    resume = getattr(adapter, "resume_transport", None)
-    generic = getattr(_container, "sync_spool", None)
-    if not callable(resume) or not callable(generic):
-        return None
-
-    def sync(
-        spool_dir: Path,
-        *,
-        http: Any,
-        environ: Mapping[str, str],
-        timeout: float,
-        exit_code_if_unknown: int,
-    ) -> int:
-        transport = resume(spool_dir, http=http, environ=environ)
-        return int(
-            generic(
-                spool_dir, transport, timeout=timeout, exit_code_if_unknown=exit_code_if_unknown
-            )
-        )
-
-    return sync
 
 
 def _http_overrides(config_file: str | None, overrides: Sequence[str]) -> list[str]:
@@ -228,19 +88,14 @@ def run_logs_sync(
     directory = Path(run_dir).expanduser().absolute()
     if not directory.is_dir():
         raise ConfigurationError(f"run directory {directory} does not exist")
-    spools = discover_spools(directory)
-    if not spools:
+    if not find_spools(directory):
         print(f"nothing to sync: no sink spool under {directory}", file=stdout)
         return EXIT_OK
     container = build_container(config_file, _http_overrides(config_file, overrides), env)
     http = container.http()
     try:
-        results = sync_run_dir(
-            directory,
-            http=http,
-            timeout=timeout,
-            environ=env,
-            exit_code_if_unknown=1 if exit_code is None else exit_code,
+        results = sync_metrics_spools(
+            directory, http=http, timeout=timeout, environ=env, exit_code_if_unknown=exit_code
         )
     finally:
         http.close()

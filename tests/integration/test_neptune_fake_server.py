@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from crucible_train.adapters._delivery import spool_status
+from crucible_train.adapters.delivery.spool import spool_status
 from crucible_train.adapters.neptune import NeptuneMetricsSink
 from crucible_train.adapters.requests_http import RequestsHttpClient
 from servers.fake_neptune import CLIENT_ID, FakeNeptune, iter_requests
@@ -299,7 +299,7 @@ def test_a_restarted_process_resumes_the_same_run_and_delivers_its_spool(http, t
 
 CRASHING_SCRIPT = """
 import os, sys
-from crucible_train.adapters._delivery import spool_status
+from crucible_train.adapters.delivery.spool import spool_status
 from crucible_train.adapters.neptune import NeptuneMetricsSink
 from crucible_train.adapters.requests_http import RequestsHttpClient
 

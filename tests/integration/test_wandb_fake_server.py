@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from crucible_train import cli
-from crucible_train.adapters._delivery import spool_status
+from crucible_train.adapters.delivery.spool import spool_status
 from crucible_train.adapters.requests_http import RequestsHttpClient
 from crucible_train.adapters.wandb import WandbMetricsSink
 from crucible_train.config import NoopSettings

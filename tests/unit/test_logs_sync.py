@@ -1,7 +1,8 @@
 """``crucible-train logs sync``: discovery, dispatch by sink kind, exit codes (no network).
 
 Delivery itself is covered with the fake W&B server in
-``tests/integration/test_wandb_fake_server.py``; here the sink classes are stand-ins.
+``tests/integration/test_wandb_fake_server.py`` and the sync logic in
+``tests/unit/adapters/delivery/test_sync.py``; here the sink classes are stand-ins.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from crucible_train import container, logs_sync
+from crucible_train import container
 from crucible_train.cli import main
 from crucible_train.config import NoopSettings
 from crucible_train.errors import MissingSecretError
@@ -101,28 +102,6 @@ def test_a_broken_sink_file_is_reported(tmp_path, capsys):
     (spool / "sink.json").write_text("{not json")
     assert main(["logs", "sync", str(tmp_path / "run")]) == 2
     assert "cannot be read" in capsys.readouterr().err
-
-
-def test_a_sink_with_only_resume_transport_uses_the_containers_sync_spool(tmp_path, monkeypatch):
-    seen: dict[str, Any] = {}
-
-    class OnlyResume:
-        @classmethod
-        def resume_transport(cls, spool_dir: Path, *, http: Any, environ: Any) -> str:
-            return "transport"
-
-    def generic_sync(spool_dir: Path, transport: Any, **options: Any) -> int:
-        seen.update(transport=transport, **options)
-        return 0
-
-    monkeypatch.setitem(container.BACKENDS["metrics"], "old", _Backend(OnlyResume))
-    _spool(tmp_path / "run", "old")
-    results = logs_sync.sync_run_dir(tmp_path / "run", http=None, timeout=1.0, environ={})
-    assert results[0].error is not None  # the container re-exports no sync_spool
-    monkeypatch.setattr(container, "sync_spool", generic_sync, raising=False)
-    results = logs_sync.sync_run_dir(tmp_path / "run", http=None, timeout=1.0, environ={})
-    assert results[0].left == 0
-    assert seen == {"transport": "transport", "timeout": 1.0, "exit_code_if_unknown": 1}
 
 
 def test_a_noop_http_backend_falls_back_to_requests(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from crucible_train.adapters._delivery import spool_dir_for, spool_status
+from crucible_train.adapters.delivery.spool import spool_dir_for, spool_status
 from crucible_train.adapters.neptune import NeptuneMetricsSink
 from crucible_train.adapters.neptune._operations import MAX_STRING_LENGTH
 from crucible_train.adapters.requests_http import RequestsHttpClient

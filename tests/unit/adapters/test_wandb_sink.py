@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from crucible_train.adapters._delivery import SpoolingSink, spool_status
+from crucible_train.adapters.delivery.spool import spool_status
+from crucible_train.adapters.delivery.sync import SpoolingSink
 from crucible_train.adapters.requests_http import RequestsHttpClient
 from crucible_train.adapters.wandb import WandbMetricsSink
 from crucible_train.errors import ConfigurationError, MetricsSinkError, MissingSecretError

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import responses
 
-from crucible_train.adapters._delivery import SpooledRow
+from crucible_train.adapters.delivery.transport import SpooledRow
 from crucible_train.adapters.requests_http import RequestsHttpClient
 from crucible_train.adapters.wandb import metrics_sink as wandb_module
 from crucible_train.adapters.wandb.metrics_sink import (

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from crucible_train.adapters._delivery import SpooledRow, Transport
+from crucible_train.adapters.delivery.transport import SpooledRow, Transport
 from crucible_train.adapters.neptune._auth import (
     NeptuneCredentials,
     OAuthSession,

@@ -5,7 +5,7 @@ makes sense against a self-hosted Neptune server, or a fake in tests: there is *
 default host**; the address comes from the API token or ``api_url``.
 
 Every call turns into Neptune operations (see :mod:`._operations` for the value rules)
-that are handed to the shared :class:`~crucible_train.adapters._delivery.ReliableSender`:
+that are handed to the shared :class:`~crucible_train.adapters.delivery.sender.ReliableSender`:
 the caller never blocks, rows are spooled to ``RUN_DIR/spool/neptune/`` and delivered in
 order under a rate limit, with retries, pings while idle, and ``crucible-train logs sync
 RUN_DIR`` to deliver what a dead process left behind.
@@ -26,14 +26,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from crucible_train.adapters._delivery import (
-    SINK_FILE,
-    ReliableSender,
-    SpoolingSink,
-    read_sink_info,
-    spool_dir_for,
-    write_sink_info,
-)
 from crucible_train.adapters._metrics_input import (
     check_hparams,
     check_metrics,
@@ -41,6 +33,10 @@ from crucible_train.adapters._metrics_input import (
     check_step,
     check_text,
 )
+from crucible_train.adapters.delivery.constants import SINK_FILE
+from crucible_train.adapters.delivery.sender import ReliableSender
+from crucible_train.adapters.delivery.spool import read_sink_info, spool_dir_for, write_sink_info
+from crucible_train.adapters.delivery.sync import SpoolingSink
 from crucible_train.adapters.neptune._auth import (
     TOKEN_ENV_VAR,
     parse_api_token,

@@ -2,7 +2,7 @@
 
 Speaks the protocol the wandb 0.31 SDK speaks (``PROTOCOLS.md`` part A), through our
 :class:`~crucible_train.ports.http.HttpClient` only; the ``wandb`` package is never used.
-Delivery goes through :class:`~crucible_train.adapters._delivery.ReliableSender`: logging
+Delivery goes through :class:`~crucible_train.adapters.delivery.sender.ReliableSender`: logging
 calls only queue a row, a background thread spools it to ``RUN_DIR/spool/wandb/`` and
 sends it under a token bucket, and nothing is lost when W&B is down (``crucible-train
 logs sync RUN_DIR`` delivers what a dead process left behind).
@@ -44,25 +44,24 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 from urllib.parse import quote, urlsplit
 
-from crucible_train.adapters._delivery import (
-    SINK_FILE,
-    ReliableSender,
-    SpooledRow,
-    SpoolingSink,
-    Transport,
-    json_safe,
-    read_sink_info,
-    reset_spool,
-    spool_dir_for,
-    spool_status,
-    write_sink_info,
-)
 from crucible_train.adapters._metrics_input import (
     check_hparams,
     check_metrics,
     check_open,
     check_step,
 )
+from crucible_train.adapters.delivery.constants import SINK_FILE
+from crucible_train.adapters.delivery.encoding import json_safe
+from crucible_train.adapters.delivery.sender import ReliableSender
+from crucible_train.adapters.delivery.spool import (
+    read_sink_info,
+    reset_spool,
+    spool_dir_for,
+    spool_status,
+    write_sink_info,
+)
+from crucible_train.adapters.delivery.sync import SpoolingSink
+from crucible_train.adapters.delivery.transport import SpooledRow, Transport
 from crucible_train.errors import (
     ConfigurationError,
     HttpClientError,
