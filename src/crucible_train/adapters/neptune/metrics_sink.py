@@ -18,7 +18,6 @@ created with a ``customId`` kept in the spool's ``sink.json``, and creating a ru
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import uuid
@@ -34,6 +33,7 @@ from crucible_train.adapters._metrics_input import (
     check_text,
 )
 from crucible_train.adapters.delivery.constants import SINK_FILE
+from crucible_train.adapters.delivery.options import count_problem, positive_problem
 from crucible_train.adapters.delivery.sender import ReliableSender
 from crucible_train.adapters.delivery.spool import read_sink_info, spool_dir_for, write_sink_info
 from crucible_train.adapters.delivery.sync import SpoolingSink
@@ -65,15 +65,6 @@ _SERVICE: Final = "Neptune"
 _SINK: Final = f"{_SERVICE} sink"  # how messages name this sink
 
 
-def _is_positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def _check_options(
     *,
     rate_per_s: float,
@@ -84,8 +75,8 @@ def _check_options(
     min_backoff_s: float,
     max_backoff_s: float,
 ) -> None:
-    problems = [
-        f"Neptune sink: {name} is {value!r}; use a finite number > 0"
+    found = [
+        positive_problem(name, value)
         for name, value in (
             ("rate_per_s", rate_per_s),
             ("ping_s", ping_s),
@@ -94,10 +85,9 @@ def _check_options(
             ("min_backoff_s", min_backoff_s),
             ("max_backoff_s", max_backoff_s),
         )
-        if not _is_positive(value)
     ]
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        problems.append(f"Neptune sink: burst is {burst!r}; use a whole number >= 1")
+    found.append(count_problem("burst", burst))
+    problems = [f"{_SINK}: {problem}" for problem in found if problem is not None]
     if problems:
         raise ConfigurationError(*problems)
 
