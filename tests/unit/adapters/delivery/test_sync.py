@@ -6,15 +6,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from delivery_fakes import MemoryTransport, http_error, submit_rows
 
 from crucible_train.adapters.delivery.constants import (
     STATE_FILE,
     UNKNOWN_EXIT_CODE,
 )
-from crucible_train.adapters.delivery.spool import spool_dir_for, spool_status, write_sink_info
-from crucible_train.adapters.delivery.sync import SpoolResult, sync_run_dir, sync_spool
-from crucible_train.errors import HttpConnectionError
+from crucible_train.adapters.delivery.spool import (
+    spool_dir_for,
+    spool_status,
+    write_sink_info,
+    write_state,
+)
+from crucible_train.adapters.delivery.sync import (
+    SpoolingSink,
+    SpoolResult,
+    sync_run_dir,
+    sync_spool,
+)
+from crucible_train.errors import HttpConnectionError, MissingSecretError
 
 
 def test_sync_spool_delivers_and_finishes_with_the_recorded_exit_code(make_sender, tmp_path):
@@ -78,3 +89,57 @@ def test_a_sink_with_only_resume_transport_is_synced_through_the_transport_it_re
     assert seen == {"spool_dir": spool, "http": "client", "environ": {"K": "v"}}
     assert sorted(up.delivered) == [0, 1, 2]
     assert up.finished == [5]  # the exit code recorded by close()
+
+
+def test_sync_run_dir_reports_what_it_cannot_sync_and_goes_on(make_sender, tmp_path):
+    run = tmp_path / "run"
+    write_sink_info(spool_dir_for(run, "console"), "console", {})
+    write_sink_info(spool_dir_for(run, "keyed"), "keyed", {})
+    write_sink_info(spool_dir_for(run, "mystery"), "mystery", {})
+    calls: list[Path] = []
+
+    class Keyed(SpoolingSink):
+        SINK_KIND = "keyed"
+
+        @classmethod
+        def sync_spool(cls, spool_dir, **options):
+            calls.append(spool_dir)
+            raise MissingSecretError("export KEYED_TOKEN")
+
+    class Fine(SpoolingSink):
+        pass
+
+    sinks = {"console": object, "keyed": Keyed, "fine": Fine}
+    results = sync_run_dir(run, sinks=sinks, http=None, timeout=1.0, environ={})
+    assert [(r.kind, r.left, r.error) for r in results] == [
+        (
+            "console",
+            None,
+            "no registered metrics sink 'console' can sync a spool (known: fine, keyed)",
+        ),
+        ("keyed", None, "export KEYED_TOKEN"),
+        (
+            "mystery",
+            None,
+            "no registered metrics sink 'mystery' can sync a spool (known: fine, keyed)",
+        ),
+    ]
+    assert calls == [spool_dir_for(run, "keyed")]
+
+
+def test_a_spool_with_nothing_to_do_needs_no_transport_and_no_secret(tmp_path):
+    class NoSecret(SpoolingSink):
+        SINK_KIND = "nosecret"
+
+        @classmethod
+        def resume_transport(cls, spool_dir, *, http, environ):
+            raise MissingSecretError("export NOSECRET_KEY")
+
+    spool = spool_dir_for(tmp_path, "nosecret")
+    write_sink_info(spool, "nosecret", {})
+    assert NoSecret.sync_spool(spool, http=None, environ={}, timeout=1.0) == 0
+    write_state(
+        spool, next_seq=0, acked=0, run={"id": "r"}, exit_code=0, finished=False, rejected=0
+    )  # a run that was created but not finished: now it is needed
+    with pytest.raises(MissingSecretError, match="NOSECRET_KEY"):
+        NoSecret.sync_spool(spool, http=None, environ={}, timeout=1.0)
