@@ -8,7 +8,7 @@ Subcommands:
   one ``OK`` line naming the chosen backends;
 * ``crucible-train logs sync RUN_DIR [--timeout S] [--exit-code N] [--config FILE]
   [key=value ...]`` delivers the rows network metrics sinks left spooled under
-  ``RUN_DIR`` (see :mod:`crucible_train.logs_sync`);
+  ``RUN_DIR`` (see :mod:`crucible_train.entrypoints.cli.logs`);
 * ``crucible-train eval --samples FILE.jsonl [--scorer NAME ...] [--generate] [--out F]
   [--resume] [--concurrency N] [--chunk-size N] [--strict] [--config FILE] [key=value ...]``
   scores a samples file (see :mod:`crucible_train.eval_cli`);
@@ -36,9 +36,9 @@ from typing import TextIO
 
 from crucible_train import __version__
 from crucible_train.container import load_config
+from crucible_train.entrypoints.cli.logs import run_logs_sync
 from crucible_train.errors import CrucibleError
 from crucible_train.eval_cli import eval_options_from_args, run_eval
-from crucible_train.logs_sync import run_logs_sync
 from crucible_train.render_cli import add_render_parser, render_options_from_args, run_render
 from crucible_train.train_cli import add_train_parser, run_train, train_options_from_args
 

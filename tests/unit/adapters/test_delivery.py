@@ -40,6 +40,7 @@ from crucible_train.adapters._delivery import (
     sync_spool,
     write_sink_info,
 )
+from crucible_train.entrypoints.cli.logs import discover_spools
 from crucible_train.errors import (
     ConfigurationError,
     HttpConnectionError,
@@ -48,7 +49,6 @@ from crucible_train.errors import (
     PermanentHttpError,
     RetryableHttpError,
 )
-from crucible_train.logs_sync import discover_spools
 
 
 def _error(cls: type, status: int | None, message: str = "boom", retry_after=None):
