@@ -18,7 +18,7 @@ decoded text (supervised: trained tokens highlighted, untrained dim); ``--format
 prints one ``{"tokens", "weights"?, "text"}`` object per conversation.
 
 Exit codes: 0 done; 2 bad input or options (one ``error:`` line per problem); 1
-unexpected error (reported by :mod:`crucible_train.cli`).
+unexpected error (reported by :mod:`crucible_train.entrypoints.cli.main`).
 """
 
 from __future__ import annotations

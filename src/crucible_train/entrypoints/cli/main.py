@@ -11,14 +11,15 @@ Subcommands:
   ``RUN_DIR`` (see :mod:`crucible_train.entrypoints.cli.logs`);
 * ``crucible-train eval --samples FILE.jsonl [--scorer NAME ...] [--generate] [--out F]
   [--resume] [--concurrency N] [--chunk-size N] [--strict] [--config FILE] [key=value ...]``
-  scores a samples file (see :mod:`crucible_train.eval_cli`);
+  scores a samples file (see :mod:`crucible_train.entrypoints.cli.eval`);
 * ``crucible-train render --model NAME | --renderer NAME [--tokenizer PATH] --messages FILE
   [--mode generation|supervised] [--train-on WHAT] [--format text|json]`` shows the tokens
-  (and weights) a chat renderer makes of conversations (see :mod:`crucible_train.render_cli`);
+  (and weights) a chat renderer makes of conversations (see
+  :mod:`crucible_train.entrypoints.cli.render`);
 * ``crucible-train train sft|rl|dpo|distill [--config FILE] [key=value ...] [--run-dir DIR]
   [--resume] [--fresh]`` runs a training recipe into a run directory (metrics, config,
   checkpoints, plots); Ctrl-C saves a checkpoint and exits 130, ``--resume`` continues
-  (see :mod:`crucible_train.train_cli`).
+  (see :mod:`crucible_train.entrypoints.cli.train`).
 
 Exit codes: 0 success; 1 an unexpected error (one line, plus a hint to re-run with
 ``--debug`` for the traceback); 2 a usage or configuration error, reported as one
@@ -36,11 +37,19 @@ from typing import TextIO
 
 from crucible_train import __version__
 from crucible_train.container import load_config
+from crucible_train.entrypoints.cli.eval import eval_options_from_args, run_eval
 from crucible_train.entrypoints.cli.logs import run_logs_sync
+from crucible_train.entrypoints.cli.render import (
+    add_render_parser,
+    render_options_from_args,
+    run_render,
+)
+from crucible_train.entrypoints.cli.train import (
+    add_train_parser,
+    run_train,
+    train_options_from_args,
+)
 from crucible_train.errors import CrucibleError
-from crucible_train.eval_cli import eval_options_from_args, run_eval
-from crucible_train.render_cli import add_render_parser, render_options_from_args, run_render
-from crucible_train.train_cli import add_train_parser, run_train, train_options_from_args
 
 __all__ = ["main"]
 
@@ -197,7 +206,7 @@ def _add_eval(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     debug: argparse.ArgumentParser,
 ) -> None:
-    """The ``eval`` subcommand; the work is done in :mod:`crucible_train.eval_cli`."""
+    """The ``eval`` subcommand; the work is done in :mod:`crucible_train.entrypoints.cli.eval`."""
     command = commands.add_parser(
         "eval",
         help="score a JSONL file of samples (optionally generating the outputs)",

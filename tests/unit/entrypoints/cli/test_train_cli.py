@@ -14,14 +14,12 @@ from typing import Any
 import attrs
 import pytest
 
-from crucible_train.cli import _build_parser, main
 from crucible_train.container import TRAIN_RECIPES, load_config
 from crucible_train.core.config_dump import dump_config
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.core.training.job import JobContext, LoopResult
-from crucible_train.errors import ConfigurationError, TrainingClientError
-from crucible_train.plots import read_curves, write_plots
-from crucible_train.train_cli import (
+from crucible_train.entrypoints.cli.main import _build_parser, main
+from crucible_train.entrypoints.cli.train import (
     EXIT_BACKEND_FAILED,
     ConsoleProgress,
     TrainOptions,
@@ -33,6 +31,8 @@ from crucible_train.train_cli import (
     run_train,
     train_options_from_args,
 )
+from crucible_train.entrypoints.plots import read_curves, write_plots
+from crucible_train.errors import ConfigurationError, TrainingClientError
 
 # Fast, torch-free backends for the command's plumbing.
 NOOP = (
@@ -473,7 +473,7 @@ def test_interrupted_run_exits_130_and_resume_finishes_it(
 def test_first_sigint_sets_stop_and_the_second_aborts() -> None:
     import signal
 
-    from crucible_train.train_cli import _sigint_stops
+    from crucible_train.entrypoints.cli.train import _sigint_stops
 
     stop = threading.Event()
     said: list[str] = []
@@ -530,7 +530,7 @@ def test_backend_failure_exits_4_with_the_servers_words_and_how_to_resume(
 def test_start_from_sft_uses_the_path_the_selected_backend_loads(
     tmp_path: Path, recipe: str, backend: str, expected: list[str]
 ) -> None:
-    from crucible_train.train_cli import TRAIN_KEY, _Plan, _plan_start
+    from crucible_train.entrypoints.cli.train import TRAIN_KEY, _Plan, _plan_start
 
     data = {
         "training": {"backend": backend},

@@ -33,7 +33,7 @@ Progress goes to stderr (a live bar on a terminal, an occasional plain line othe
 the summary table to stdout. The ``console`` metrics sink's per-step tables are left out
 when other sinks are listed (``--console-metrics`` keeps them). Exit codes: 0 done,
 130 interrupted, 2 usage/configuration error, 1 unexpected error (reported by
-:mod:`crucible_train.cli`).
+:mod:`crucible_train.entrypoints.cli.main`).
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.core.training.distill import DEFAULT_STUDENT, check_same_format
 from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.entrypoints.plots import write_plots
 from crucible_train.errors import ConfigurationError, CrucibleError, PortError
-from crucible_train.plots import write_plots
 
 __all__ = [
     "EXIT_BACKEND_FAILED",

@@ -19,7 +19,7 @@ A progress bar with ETA goes to stderr, a summary table to stdout, and the aggre
 metrics (prefixed ``eval/``) to the configured metrics sinks.
 
 Exit codes: 0 done (even when some samples failed: they are counted); 2 bad input or
-configuration; 1 unexpected error (reported by :mod:`crucible_train.cli`).
+configuration; 1 unexpected error (reported by :mod:`crucible_train.entrypoints.cli.main`).
 """
 
 from __future__ import annotations

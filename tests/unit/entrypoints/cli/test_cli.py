@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 import crucible_train
-from crucible_train import cli
-from crucible_train.cli import main
+from crucible_train.entrypoints.cli import main as cli
+from crucible_train.entrypoints.cli.main import main
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 SECRET = "hf_Distinctive_S3cret_value_9182"
 
 
