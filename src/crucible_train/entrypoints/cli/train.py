@@ -173,10 +173,11 @@ def run_train(
     if ran.result is None:
         return ran.exit_code
     result = ran.result
-    # Wide enough that the run directory is never folded (it is copied from here).
-    width = max(100, Console(file=out).width, len(str(plan.run_dir)) + 30)
+    # Wide enough that the run directory (copied from here) and the model are not folded.
+    widest = max(len(value) for _, value in [("run dir", str(plan.run_dir)), *_model_rows(ran)])
+    width = max(100, Console(file=out).width, widest + 30)
     Console(file=out, width=width).print(
-        _summary(result, plan.run_dir, time.monotonic() - started, plots, ran.model)
+        _summary(result, plan.run_dir, time.monotonic() - started, plots, _model_rows(ran))
     )
     if result.interrupted:
         print(
@@ -194,6 +195,10 @@ class _Ran:
     exit_code: int
     result: LoopResult | None
     model: ModelFacts | None = None
+
+
+def _model_rows(ran: _Ran) -> list[tuple[str, str]]:
+    return ran.model.rows() if ran.model is not None else []
 
 
 def _prepare_run_dir(plan: RunPlan) -> None:
@@ -300,7 +305,7 @@ def _summary(
     run_dir: Path,
     seconds: float,
     plots: Sequence[Path],
-    model: ModelFacts | None,
+    model: Sequence[tuple[str, str]],
 ) -> Table:
     table = Table(title="training summary", show_header=False)
     table.add_column("what")
@@ -317,7 +322,7 @@ def _summary(
     table.add_row("time", format_duration(seconds))
     if plots:
         table.add_row("plots", ", ".join(p.name for p in plots))
-    for what, value in model.rows() if model is not None else []:
+    for what, value in model:
         table.add_row(what, value)
     for name in sorted(result.last_metrics):
         table.add_row(name, f"{result.last_metrics[name]:.6g}")
