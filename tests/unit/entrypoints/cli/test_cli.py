@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,9 @@ def test_python_dash_m_entry_point() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "crucible-train 0.2.0\n"
+
+
+def test_the_console_script_runs_the_same_main() -> None:
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    module, _, name = scripts["project"]["scripts"]["crucible-train"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
