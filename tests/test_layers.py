@@ -62,7 +62,7 @@ def _violations(files: list[Path], banned: tuple[str, ...]) -> list[str]:
 
 
 def test_core_ports_and_shared_types_never_import_adapters_or_heavy_sdks():
-    banned = ("crucible_train.adapters", "crucible_train.container", "crucible_train.cli")
+    banned = ("crucible_train.adapters", "crucible_train.container", "crucible_train.entrypoints")
     assert _violations(_inner_layer_files(), banned + HEAVY_OR_VENDOR) == []
 
 

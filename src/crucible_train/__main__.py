@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from crucible_train.cli import main
+from crucible_train.entrypoints.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -73,6 +73,10 @@ def test_train_sft_writes_a_complete_run_dir(tmp_path: Path) -> None:
     assert (run / "plots" / "loss.png").exists()
     assert "finished" in done.stdout
     assert "4/4" in done.stdout
+    # The summary describes the model this run trained (model_info follows its settings).
+    assert config["model_info"]["local_torch"]["hidden_size"] == 32
+    assert "qwen3, 1 layers, hidden 32, 2 heads" in done.stdout
+    assert "parameters" in done.stdout
 
 
 def test_ctrl_c_saves_an_interrupted_checkpoint_and_resume_finishes(tmp_path: Path) -> None:

@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 
-from crucible_train import cli
 from crucible_train.adapters.delivery.spool import spool_status
 from crucible_train.adapters.requests_http import RequestsHttpClient
 from crucible_train.adapters.wandb import WandbMetricsSink
 from crucible_train.config import NoopSettings
 from crucible_train.container import BACKENDS, Backend
+from crucible_train.entrypoints.cli import main as cli
 from servers.fake_wandb import API_KEY, FakeWandb
 
 TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "wandb"

@@ -1,5 +1,5 @@
-"""``crucible-train train``: options, run directories, start-from-SFT, resume checks, plots,
-progress lines, and the command's plumbing around a fake recipe job (no torch)."""
+"""``crucible-train train``: options, the refusals of its plan (resume, start from SFT), and
+the command's plumbing around a fake recipe job (no torch, except for the model facts)."""
 
 from __future__ import annotations
 
@@ -7,32 +7,24 @@ import io
 import json
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
-from crucible_train.cli import _build_parser, main
 from crucible_train.container import TRAIN_RECIPES, load_config
 from crucible_train.core.config_dump import dump_config
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.core.training.job import JobContext, LoopResult
-from crucible_train.errors import ConfigurationError, TrainingClientError
-from crucible_train.plots import read_curves, write_plots
-from crucible_train.train_cli import (
+from crucible_train.entrypoints.cli.main import _build_parser, main
+from crucible_train.entrypoints.cli.train import (
     EXIT_BACKEND_FAILED,
-    ConsoleProgress,
-    TrainOptions,
-    config_differences,
-    find_sft_start,
-    format_mismatches,
-    latest_run,
-    new_run_dir,
     run_train,
     train_options_from_args,
 )
+from crucible_train.entrypoints.planning import TrainOptions
+from crucible_train.errors import ConfigurationError, TrainingClientError
 
 # Fast, torch-free backends for the command's plumbing.
 NOOP = (
@@ -77,100 +69,7 @@ def test_help_lists_the_train_command(capsys: pytest.CaptureFixture[str]) -> Non
     assert "train" in capsys.readouterr().out
 
 
-# --- run directories ----------------------------------------------------------------------
-
-
-def test_new_run_dir_is_recipe_and_utc_timestamp(tmp_path: Path) -> None:
-    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    first = new_run_dir(tmp_path, "sft", now)
-    assert first == tmp_path / "sft-20260102-030405"
-    first.mkdir()
-    assert new_run_dir(tmp_path, "sft", now) == tmp_path / "sft-20260102-030405-2"
-
-
-def test_latest_run_sorts_by_timestamp_then_suffix(tmp_path: Path) -> None:
-    assert latest_run(tmp_path / "missing", "sft") is None
-    for name in ["sft-20260101-000000", "sft-20260102-000000", "sft-20260102-000000-2"]:
-        (tmp_path / name).mkdir()
-    (tmp_path / "rl-20270101-000000").mkdir()
-    assert latest_run(tmp_path, "sft") == tmp_path / "sft-20260102-000000-2"
-    assert latest_run(tmp_path, "rl") == tmp_path / "rl-20270101-000000"
-    assert latest_run(tmp_path, "dpo") is None
-
-
-def _sft_run(root: Path, name: str, records: list[CheckpointRecord]) -> Path:
-    run = root / name
-    run.mkdir(parents=True)
-    log = CheckpointLog(run)
-    for record in records:
-        log.append(record)
-    return run
-
-
-def _record(step: int, *, final: bool = False) -> CheckpointRecord:
-    name = "final" if final else f"{step:06d}"
-    return CheckpointRecord(
-        name=name, step=step, state_path=f"s/{name}", sampler_path=f"w/{name}", final=final
-    )
-
-
-def test_latest_finished_sft_run_is_the_start(tmp_path: Path) -> None:
-    assert find_sft_start(tmp_path) is None
-    done = _sft_run(tmp_path, "sft-20260101-000000", [_record(2), _record(4, final=True)])
-    # Newer, but interrupted: not a starting point.
-    _sft_run(
-        tmp_path,
-        "sft-20260102-000000",
-        [_record(2), CheckpointRecord(name="interrupted-000003", step=3, state_path="s/i")],
-    )
-    start = find_sft_start(tmp_path)
-    assert start is not None
-    assert start.run_dir == done
-    assert start.record.final
-    assert start.record.sampler_path == "w/final"
-    at_two = find_sft_start(tmp_path, start_from_step=2)
-    assert at_two is not None
-    assert at_two.record.sampler_path == "w/000002"
-    with pytest.raises(ConfigurationError, match="no checkpoint with weights at step 3; it has"):
-        find_sft_start(tmp_path, start_from_step=3)
-
-
-# --- configuration comparisons ------------------------------------------------------------
-
-
-def test_config_differences_name_keys_and_ignore_the_run_dir() -> None:
-    saved = {
-        "metrics": {"run_dir": "/a", "sinks": ["files"]},
-        "training": {"local_torch": {"checkpoint_dir": "/a/c", "seed": 0}},
-        "train": {"sft": {"max_steps": 5}, "rl": {"max_steps": 1}},
-    }
-    current = {
-        "metrics": {"run_dir": "/b", "sinks": ["files", "console"]},
-        "training": {"local_torch": {"checkpoint_dir": "/b/c", "seed": 0}},
-        "train": {"sft": {"max_steps": 6}, "rl": {"max_steps": 2}},
-    }
-    assert config_differences(saved, current, recipe="sft") == [
-        'metrics.sinks: ["files"] -> ["files", "console"]',
-        "train.sft.max_steps: 5 -> 6",
-    ]
-    assert config_differences(saved, saved, recipe="sft") == []
-
-
-def test_format_mismatches_compare_renderer_and_selected_tokenizer() -> None:
-    sft = {
-        "train": {"renderer": "qwen3_instruct"},
-        "tokenizer": {"backend": "byte_level", "byte_level": {"vocab_size": 512}},
-    }
-    same = json.loads(json.dumps(sft))
-    assert format_mismatches(sft, same) == []
-    other = {
-        "train": {"renderer": "llama3"},
-        "tokenizer": {"backend": "byte_level", "byte_level": {"vocab_size": 1024}},
-    }
-    assert format_mismatches(sft, other) == [
-        'renderer: "qwen3_instruct" -> "llama3"',
-        "tokenizer.byte_level.vocab_size: 512 -> 1024",
-    ]
+# --- what the plan refuses ----------------------------------------------------------------
 
 
 def _saved_config(run_dir: Path, *overrides: str) -> None:
@@ -203,8 +102,8 @@ def test_resume_without_a_run_is_refused(capsys: pytest.CaptureFixture[str]) -> 
     assert "error: --resume: no sft run under" in capsys.readouterr().err
 
 
-def test_a_run_dir_holding_a_run_needs_resume(tmp_path: Path) -> None:
-    _sft_run(tmp_path, "old", [_record(2)])
+def test_a_run_dir_holding_a_run_needs_resume(tmp_path: Path, sft_run, checkpoint) -> None:
+    sft_run(tmp_path, "old", [checkpoint(2)])
     with pytest.raises(ConfigurationError, match="already holds a run; add --resume"):
         run_train(
             TrainOptions(recipe="sft", overrides=NOOP, run_dir=str(tmp_path / "old")),
@@ -212,8 +111,10 @@ def test_a_run_dir_holding_a_run_needs_resume(tmp_path: Path) -> None:
         )
 
 
-def test_start_from_sft_refuses_a_different_chat_format(tmp_path: Path) -> None:
-    run = _sft_run(tmp_path / "runs", "sft-20260101-000000", [_record(4, final=True)])
+def test_start_from_sft_refuses_a_different_chat_format(
+    tmp_path: Path, sft_run, checkpoint
+) -> None:
+    run = sft_run(tmp_path / "runs", "sft-20260101-000000", [checkpoint(4, final=True)])
     _saved_config(run, "tokenizer.byte_level.vocab_size=1024")
     with pytest.raises(ConfigurationError) as info:
         run_train(
@@ -224,8 +125,10 @@ def test_start_from_sft_refuses_a_different_chat_format(tmp_path: Path) -> None:
     assert "tokenizer.byte_level.vocab_size: 1024 -> 512" in str(info.value)
 
 
-def test_distill_refuses_a_teacher_with_another_renderer(tmp_path: Path) -> None:
-    run = _sft_run(tmp_path / "runs", "sft-20260101-000000", [_record(4, final=True)])
+def test_distill_refuses_a_teacher_with_another_renderer(
+    tmp_path: Path, sft_run, checkpoint
+) -> None:
+    run = sft_run(tmp_path / "runs", "sft-20260101-000000", [checkpoint(4, final=True)])
     _saved_config(run, "train.renderer=llama3")
     with pytest.raises(ConfigurationError, match="teacher and student must use the same"):
         run_train(TrainOptions(recipe="distill", overrides=NOOP), stderr=io.StringIO())
@@ -234,88 +137,6 @@ def test_distill_refuses_a_teacher_with_another_renderer(tmp_path: Path) -> None
 def test_distill_without_any_sft_run_needs_a_teacher() -> None:
     with pytest.raises(ConfigurationError, match="distill needs a teacher"):
         run_train(TrainOptions(recipe="distill", overrides=NOOP), stderr=io.StringIO())
-
-
-# --- plots --------------------------------------------------------------------------------
-
-
-def _metrics_file(run: Path) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "step": s,
-            "train/nll": 3.0 - 0.1 * s,
-            "lr": 0.1,
-            "reward/mean": 0.1 * s,
-            "num_loss_tokens": 27,
-            "test/nll/weight": 27,
-        }
-        for s in range(10)
-    ]
-    rows.append({"step": 9, "test/accuracy": 0.5, "test/nll": "NaN"})
-    rows.append({"no_step": 1})
-    lines = [json.dumps(r) for r in rows] + ['{"step": 10, "train/nll"']  # torn line
-    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-
-
-def test_read_curves_skips_torn_lines_and_non_finite_values(tmp_path: Path) -> None:
-    _metrics_file(tmp_path)
-    curves = read_curves(tmp_path / "metrics.jsonl")
-    assert sorted(curves) == [
-        "lr",
-        "num_loss_tokens",
-        "reward/mean",
-        "test/accuracy",
-        "test/nll/weight",
-        "train/nll",
-    ]
-    assert curves["train/nll"][0] == (0, 3.0)
-    assert len(curves["train/nll"]) == 10
-
-
-def test_plots_one_png_per_family_present(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    _metrics_file(tmp_path)
-    written = write_plots(tmp_path)
-    assert [p.name for p in written] == ["loss.png", "accuracy.png", "reward.png"]
-    for path in written:
-        assert path.read_bytes().startswith(b"\x89PNG")
-    assert not [p for p in (tmp_path / "plots").iterdir() if p.name.startswith(".")]
-    assert write_plots(tmp_path / "empty") == []
-
-
-# --- progress -----------------------------------------------------------------------------
-
-
-def test_progress_on_a_non_terminal_prints_occasional_plain_lines() -> None:
-    stream = io.StringIO()
-    now = [100.0]
-    progress = ConsoleProgress(stream, is_terminal=False, every_s=10.0, clock=lambda: now[0])
-    progress.start(total_steps=100, first_step=20, description="sft")
-    for step in range(20, 100):
-        now[0] += 1.0
-        progress.advance(step, {"train/nll": 2.5, "num_tokens": 9.0, "lr": 0.001})
-    progress.note("saved checkpoint")
-    progress.finish()
-    lines = stream.getvalue().splitlines()
-    assert lines[0] == "sft: 100 steps from step 20"
-    assert lines[1] == "sft step 30/100 (30%) elapsed 0:10 eta 1:10 train/nll=2.5 lr=0.001"
-    assert lines[-2].startswith("sft step 100/100 (100%) elapsed 1:20 eta 0:00")
-    assert lines[-1] == "saved checkpoint"
-    assert len(lines) == 1 + 8 + 1  # start, one line per 10 s (the last step's too), the note
-    assert "\x1b[" not in stream.getvalue()
-
-
-def test_progress_on_a_terminal_draws_a_bar_with_metrics() -> None:
-    stream = io.StringIO()
-    progress = ConsoleProgress(stream, is_terminal=True)
-    progress.start(total_steps=4, first_step=0, description="sft")
-    for step in range(4):
-        progress.advance(step, {"train/nll": 1.25})
-    progress.finish()
-    text = stream.getvalue()
-    assert "4/4" in text
-    assert "train/nll=1.25" in text
 
 
 # --- the command around a fake recipe job -------------------------------------------------
@@ -414,6 +235,7 @@ def test_train_writes_the_run_dir_and_a_summary(
     assert fake_recipe.contexts[0].run_dir == run
     assert not fake_recipe.contexts[0].resume
     assert f"fake: run directory {run}" in err.getvalue()
+    assert "parameters" not in out.getvalue()  # the noop model_info knows no model
 
 
 def test_console_sink_gives_way_to_the_progress_bar_unless_asked(
@@ -473,7 +295,7 @@ def test_interrupted_run_exits_130_and_resume_finishes_it(
 def test_first_sigint_sets_stop_and_the_second_aborts() -> None:
     import signal
 
-    from crucible_train.train_cli import _sigint_stops
+    from crucible_train.entrypoints.cli.train import _sigint_stops
 
     stop = threading.Event()
     said: list[str] = []
@@ -514,35 +336,36 @@ def test_backend_failure_exits_4_with_the_servers_words_and_how_to_resume(
     assert [row["step"] for row in rows] == list(range(fail_at))  # nothing logged was lost
 
 
-@pytest.mark.parametrize(
-    ("recipe", "backend", "expected"),
-    [
-        ("rl", "local_torch", ['training.local_torch.model_path="w/final"']),
-        ("dpo", "tinker", ['training.tinker.model_path="s/final"']),
-        # distill with an empty student: teacher samples, student trains from the state
-        (
-            "distill",
-            "tinker",
-            ['sampling.tinker.model_path="w/final"', 'training.tinker.model_path="s/final"'],
-        ),
-    ],
+TINY = (
+    "training.local_torch.num_layers=1",
+    "training.local_torch.hidden_size=32",
+    "training.local_torch.num_heads=2",
+    "training.local_torch.num_kv_heads=1",
+    "training.local_torch.head_dim=16",
+    "training.local_torch.intermediate_size=64",
+    "training.local_torch.num_threads=1",
 )
-def test_start_from_sft_uses_the_path_the_selected_backend_loads(
-    tmp_path: Path, recipe: str, backend: str, expected: list[str]
-) -> None:
-    from crucible_train.train_cli import TRAIN_KEY, _Plan, _plan_start
 
-    data = {
-        "training": {"backend": backend},
-        "sampling": {"backend": backend},
-        "tokenizer": {"backend": "byte_level", "byte_level": {}},
-        TRAIN_KEY: {"renderer": "qwen3_instruct"},
-    }
-    run = _sft_run(tmp_path, "sft-20260101-000000", [_record(4, final=True)])
-    (run / "config.json").write_text(json.dumps(data))
-    plan = _Plan(run_dir=tmp_path / "new", overrides=[])
-    said: list[str] = []
-    _plan_start(TrainOptions(recipe=recipe), data, plan, tmp_path, {"student": {}}, said.append)
-    assert plan.overrides == expected
-    assert plan.started_from is not None
-    assert plan.started_from.run_dir == run
+
+@pytest.mark.torch
+def test_the_summary_reports_the_trained_models_facts(fake_recipe: FakeRecipe) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    overrides = (*TINY, "sampling.backend=noop", "metrics.sinks=[files]", 'train.fake={"steps": 1}')
+    out = io.StringIO()
+    assert run_train(TrainOptions(recipe="fake", overrides=overrides), stdout=out) == 0
+    training = fake_recipe.contexts[0].training
+    try:
+        # The trained model itself, counted the way the model_info port counts.
+        expected = sum(p.numel() for p in training.model.parameters())  # type: ignore[attr-defined]
+    finally:
+        training.close()  # type: ignore[attr-defined]
+    rows = _summary_rows(out.getvalue())
+    assert rows["model"] == "qwen3, 1 layers, hidden 32, 2 heads, vocab 512, context 2048"
+    assert rows["parameters"] == f"{expected:,}"
+
+
+def _summary_rows(table: str) -> dict[str, str]:
+    """The summary table's ``what -> value`` rows."""
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
+    return {row[0]: row[1] for row in cells if len(row) == 2}

@@ -16,6 +16,7 @@ Exit codes: 0 every row was delivered; 3 rows remain spooled; 2 a configuration 
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,9 +30,10 @@ from crucible_train.container import (
     load_config,
     sync_metrics_spools,
 )
+from crucible_train.entrypoints.cli._options import Commands, add_group
 from crucible_train.errors import ConfigurationError
 
-__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_ROWS_LEFT", "run_logs_sync"]
+__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_ROWS_LEFT", "add_logs_parser", "run_logs_sync"]
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -116,3 +118,66 @@ def run_logs_sync(
         else:
             print(f"{result.kind}: everything delivered ({result.spool_dir})", file=stdout)
     return code
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def add_logs_parser(commands: Commands, debug: argparse.ArgumentParser) -> None:
+    """Add the ``logs`` group and its ``sync`` action to the command's subparsers."""
+    actions = add_group(
+        commands,
+        "logs",
+        summary="manage experiment-tracking logs (W&B, Neptune)",
+        description="Manage what network metrics sinks logged.",
+        dest="logs_command",
+        debug=debug,
+    )
+    sync = actions.add_parser(
+        "sync",
+        help="deliver rows a run left spooled (service down, process died)",
+        description="Find every sink spool under RUN_DIR/spool/, send what it holds in "
+        "order, then mark the run finished. Secrets come from the environment "
+        "(WANDB_API_KEY, NEPTUNE_API_TOKEN). Exit 0 when everything was delivered, 3 when "
+        "rows remain, 2 on a configuration problem.",
+        parents=[debug],
+    )
+    # RUN_DIR comes before the overrides (the shared options put them first).
+    sync.add_argument("run_dir", metavar="RUN_DIR", help="the run directory")
+    sync.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="dotted configuration overrides, e.g. http.requests.default_timeout=60",
+    )
+    sync.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file merged over the packaged containers.yaml (for the http settings)",
+    )
+    sync.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds to spend per sink at most (default: 120)",
+    )
+    sync.add_argument(
+        "--exit-code",
+        type=int,
+        default=None,
+        metavar="N",
+        help="exit code to record for a run whose process died before closing its sinks "
+        "(default: 1, failed); a recorded exit code always wins",
+    )
+    sync.set_defaults(handler=_run_from_args)
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    return run_logs_sync(
+        args.run_dir,
+        timeout=args.timeout,
+        exit_code=args.exit_code,
+        config_file=args.config,
+        overrides=args.overrides,
+    )

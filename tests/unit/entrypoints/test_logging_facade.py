@@ -1,11 +1,13 @@
-"""crucible_train.logging.create_logger: kinds, options, secrets from the environment,
-multiplexing, and the lifecycle of the HTTP client it creates."""
+"""crucible_train.entrypoints.logger_facade.create_logger: kinds, options, secrets from the
+environment, multiplexing, and the lifecycle of the HTTP client it creates."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -13,20 +15,32 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from crucible_train import logging as ct_logging
 from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
 from crucible_train.container import BACKENDS, Backend
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
+from crucible_train.entrypoints import logger_facade as ct_logging
+from crucible_train.entrypoints.logger_facade import create_logger, dump_config
 from crucible_train.errors import ConfigurationError, MissingSecretError
-from crucible_train.logging import create_logger, dump_config
 from crucible_train.ports.http import HttpClient, HttpResponse
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 
 from fakes import RecordingMetricsSink
 
 SECRET = "wandb-Facade-Secret-5150"
+
+
+def test_the_seed_import_path_is_a_deprecated_alias_of_the_facade(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Imported afresh so the warning is raised here whatever imported it before.
+    monkeypatch.delitem(sys.modules, "crucible_train.logging", raising=False)
+    with pytest.warns(DeprecationWarning, match=r"crucible_train\.entrypoints\.logger_facade"):
+        old = importlib.import_module("crucible_train.logging")
+    assert old.__all__ == ct_logging.__all__
+    for name in ct_logging.__all__:
+        assert getattr(old, name) is getattr(ct_logging, name), name
 
 
 class StubHttp(HttpClient):

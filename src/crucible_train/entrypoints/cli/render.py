@@ -18,7 +18,7 @@ decoded text (supervised: trained tokens highlighted, untrained dim); ``--format
 prints one ``{"tokens", "weights"?, "text"}`` object per conversation.
 
 Exit codes: 0 done; 2 bad input or options (one ``error:`` line per problem); 1
-unexpected error (reported by :mod:`crucible_train.cli`).
+unexpected error (reported by :mod:`crucible_train.entrypoints.cli.main`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from crucible_train.core.renderers import (
     get_renderer,
     renderer_for_model,
 )
+from crucible_train.entrypoints.cli._options import Commands
 from crucible_train.errors import ConfigurationError, CrucibleError, InvalidDataError
 from crucible_train.ports.tokenizer import Tokenizer
 
@@ -82,10 +83,7 @@ class Conversation:
     tools: list[Any] | None = None
 
 
-def add_render_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    debug: argparse.ArgumentParser,
-) -> None:
+def add_render_parser(commands: Commands, debug: argparse.ArgumentParser) -> None:
     """Add the ``render`` subcommand to ``commands``."""
     command = commands.add_parser(
         "render",
@@ -117,6 +115,11 @@ def add_render_parser(
         + " (default: last_assistant_message)",
     )
     command.add_argument("--format", choices=FORMATS, default="text", help="default: text")
+    command.set_defaults(handler=_run_from_args)
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    return run_render(render_options_from_args(args))
 
 
 def render_options_from_args(args: argparse.Namespace) -> RenderOptions:

@@ -19,11 +19,12 @@ A progress bar with ETA goes to stderr, a summary table to stdout, and the aggre
 metrics (prefixed ``eval/``) to the configured metrics sinks.
 
 Exit codes: 0 done (even when some samples failed: they are counted); 2 bad input or
-configuration; 1 unexpected error (reported by :mod:`crucible_train.cli`).
+configuration; 1 unexpected error (reported by :mod:`crucible_train.entrypoints.cli.main`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -56,11 +57,18 @@ from crucible_train.core.evaluation import (
     stream_evaluate,
 )
 from crucible_train.core.scoring import SemanticSimilarityScorer, get_scorer
+from crucible_train.entrypoints.cli._options import Commands, config_options
 from crucible_train.errors import ConfigurationError, InvalidDataError
 from crucible_train.ports.llm import LLMClient
 from crucible_train.ports.metrics import MetricValue
 
-__all__ = ["DEFAULT_SCORER", "EvalOptions", "eval_options_from_args", "run_eval"]
+__all__ = [
+    "DEFAULT_SCORER",
+    "EvalOptions",
+    "add_eval_parser",
+    "eval_options_from_args",
+    "run_eval",
+]
 
 DEFAULT_SCORER = "exact_match"
 _SEMANTIC = "semantic_similarity"
@@ -81,6 +89,46 @@ class EvalOptions:
     strict: bool = False
     config_file: str | None = None
     overrides: tuple[str, ...] = ()
+
+
+def add_eval_parser(commands: Commands, debug: argparse.ArgumentParser) -> None:
+    """Add the ``eval`` subcommand to the command's subparsers."""
+    command = commands.add_parser(
+        "eval",
+        help="score a JSONL file of samples (optionally generating the outputs)",
+        description='Score each line {"id", "input"?, "output"?, "target"} of a '
+        "JSONL file, print a summary and log eval/ metrics. Exit 0 when done, 2 on bad "
+        "input or configuration.",
+        parents=[config_options(), debug],
+    )
+    command.add_argument("--samples", required=True, metavar="FILE", help="samples JSONL file")
+    command.add_argument(
+        "--scorer",
+        action="append",
+        metavar="NAME",
+        help="scorer to apply; repeat for several, the first is primary (default: exact_match)",
+    )
+    command.add_argument(
+        "--generate",
+        action="store_true",
+        help="generate missing outputs with the configured llm backend",
+    )
+    command.add_argument("--out", metavar="FILE", help="write results to this JSONL file")
+    command.add_argument(
+        "--resume", action="store_true", help="skip samples already in --out (same run only)"
+    )
+    command.add_argument("--concurrency", type=int, default=8, metavar="N", help="default: 8")
+    command.add_argument("--chunk-size", type=int, default=25, metavar="N", help="default: 25")
+    command.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop with exit code 2 at the first malformed sample line",
+    )
+    command.set_defaults(handler=_run_from_args)
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    return run_eval(eval_options_from_args(args))
 
 
 class _SampleReader:

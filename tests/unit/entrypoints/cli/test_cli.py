@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
 import crucible_train
-from crucible_train import cli
-from crucible_train.cli import main
+from crucible_train.entrypoints.cli import config as config_command
+from crucible_train.entrypoints.cli.main import main
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 SECRET = "hf_Distinctive_S3cret_value_9182"
 
 
@@ -57,13 +59,71 @@ def test_config_check_ok(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert captured.err == ""
     lines = captured.out.splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2  # the OK line, then the configured model's facts
     assert lines[0].startswith("OK: ")
+    assert lines[1].startswith("model (model_info.local_torch): ")
     assert "training=local_torch" in lines[0]
     assert "tokenizer=byte_level" in lines[0]
     assert "metrics=[files, console]" in lines[0]
     assert "http=requests" in lines[0]
     assert "blob_store=files" in lines[0]
+
+
+def test_config_check_reports_the_configured_models_facts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    assert main(["config", "check", "model_info.local_torch.hidden_size=64"]) == 0
+    model = capsys.readouterr().out.splitlines()[1]
+    # Qwen3 at the default shape but width 64: 4 heads and 2 KV heads of 32, MLP 384,
+    # 512-token vocabulary with tied embeddings (counted once), RMS norms with weights.
+    hidden, heads, kv_heads, head_dim, mlp, vocab = 64, 4, 2, 32, 384, 512
+    attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + 2 * head_dim
+    layer = attention + 3 * hidden * mlp + 2 * hidden
+    parameters = vocab * hidden + 4 * layer + hidden
+    assert model == (
+        "model (model_info.local_torch): qwen3, 4 layers, hidden 64, 4 heads, vocab 512, "
+        f"context 2048; {parameters:,} parameters"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["model_info.backend=noop"],
+            "model (model_info.noop): unknown (the backend knows no model)",
+        ),
+        (
+            ["model_info.backend=tinker", "model_info.tinker.base_model=Qwen/Qwen3-8B"],
+            "model (model_info.tinker): not asked "
+            "(it asks the service; config check stays offline)",
+        ),
+    ],
+)
+def test_config_check_asks_no_service_for_the_model(
+    overrides: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TINKER_API_KEY", "tml-not-a-real-key")
+    assert main(["config", "check", *overrides]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1] == expected
+    assert "tml-not-a-real-key" not in captured.out
+
+
+def test_config_check_names_a_model_it_cannot_read_and_still_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("transformers")
+    (tmp_path / "empty").mkdir()
+    assert main(["config", "check", f"model_info.local_torch.model_path={tmp_path / 'empty'}"]) == 0
+    model = capsys.readouterr().out.splitlines()[1]
+    assert model.startswith("model (model_info.local_torch): unknown (ConfigurationError: ")
+    assert "has no config.json" in model
 
 
 def test_config_show_prints_yaml_with_absolute_paths_and_masked_secrets(
@@ -148,7 +208,7 @@ def test_unexpected_errors_exit_1_with_a_hint(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(cli, "load_config", explode)
+    monkeypatch.setattr(config_command, "load_config", explode)
     assert main(["config", "check"]) == 1
     err = capsys.readouterr().err
     assert err == "error: unexpected RuntimeError: boom (re-run with --debug for the traceback)\n"
@@ -173,3 +233,9 @@ def test_python_dash_m_entry_point() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "crucible-train 0.2.0\n"
+
+
+def test_the_console_script_runs_the_same_main() -> None:
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    module, _, name = scripts["project"]["scripts"]["crucible-train"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import pytest
 
 from crucible_train import container
-from crucible_train.cli import main
 from crucible_train.config import NoopSettings
+from crucible_train.entrypoints.cli.main import main
 from crucible_train.errors import MissingSecretError
 
 

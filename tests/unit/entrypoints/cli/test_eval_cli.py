@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crucible_train.cli import main
+from crucible_train.entrypoints.cli.main import main
 from servers.fake_openai import FakeOpenAI
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from crucible_train.cli import main
 from crucible_train.core.renderers import get_renderer
+from crucible_train.entrypoints.cli.main import main
 
 from vocab_paths import o200k_base_file, qwen3_dir
 
@@ -111,7 +111,12 @@ def test_text_output_styles() -> None:
 
     from rich.console import Console
 
-    from crucible_train.render_cli import TRAINED_STYLE, UNTRAINED_STYLE, Conversation, _text_output
+    from crucible_train.entrypoints.cli.render import (
+        TRAINED_STYLE,
+        UNTRAINED_STYLE,
+        Conversation,
+        _text_output,
+    )
 
     renderer = get_renderer("role_colon", _byte_level())
     buffer = io.StringIO()

@@ -1,0 +1,1 @@
+"""The ``crucible-train`` command, one module per subcommand."""
