@@ -29,8 +29,7 @@ from crucible_train import cli
 from crucible_train.adapters._delivery import spool_status
 from crucible_train.adapters.requests_http import RequestsHttpClient
 from crucible_train.adapters.wandb import WandbMetricsSink
-from crucible_train.config import NoopSettings
-from crucible_train.container import BACKENDS, Backend
+from crucible_train.container import BACKENDS
 from servers.fake_wandb import API_KEY, FakeWandb
 
 TRANSCRIPTS = Path(__file__).resolve().parents[1] / "data" / "wandb"
@@ -94,11 +93,8 @@ def make(fake: FakeWandb, http: RequestsHttpClient, run_dir: Path) -> Iterator[A
 
 @pytest.fixture
 def wandb_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``logs sync`` finds sink classes in the container's registry; make sure W&B is there."""
-    if "wandb" not in BACKENDS["metrics"]:
-        monkeypatch.setitem(
-            BACKENDS["metrics"], "wandb", Backend(adapter=WandbMetricsSink, settings=NoopSettings)
-        )
+    """``logs sync`` finds sink classes in the container's diagram; W&B must be there."""
+    assert BACKENDS["metrics"]["wandb"].adapter is WandbMetricsSink
     monkeypatch.setenv("WANDB_API_KEY", API_KEY)
 
 

@@ -7,6 +7,7 @@ Delivery itself is covered with the fake W&B server in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,8 +15,9 @@ import pytest
 
 from crucible_train import container, logs_sync
 from crucible_train.cli import main
-from crucible_train.config import NoopSettings
 from crucible_train.errors import MissingSecretError
+
+from extra_backends import branch, extra_backends
 
 
 def _spool(run_dir: Path, kind: str, directory: str | None = None) -> Path:
@@ -23,10 +25,6 @@ def _spool(run_dir: Path, kind: str, directory: str | None = None) -> Path:
     spool.mkdir(parents=True)
     (spool / "sink.json").write_text(json.dumps({"kind": kind}))
     return spool
-
-
-def _Backend(adapter: type) -> container.Backend:  # noqa: N802 - reads like the class
-    return container.Backend(adapter=adapter, settings=NoopSettings)
 
 
 class _Syncs:
@@ -46,12 +44,14 @@ class _NeedsKey:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
     _Syncs.calls = []
     _Syncs.left = 0
-    monkeypatch.setitem(container.BACKENDS["metrics"], "fake", _Backend(_Syncs))
-    monkeypatch.setitem(container.BACKENDS["metrics"], "keyed", _Backend(_NeedsKey))
+    fake = branch("metrics", "fake", _Syncs)
+    keyed = branch("metrics", "keyed", _NeedsKey)
+    with extra_backends("metrics", fake=fake, keyed=keyed):
+        yield
 
 
 def test_a_missing_run_dir_is_a_configuration_error(tmp_path, capsys):
@@ -115,12 +115,12 @@ def test_a_sink_with_only_resume_transport_uses_the_containers_sync_spool(tmp_pa
         seen.update(transport=transport, **options)
         return 0
 
-    monkeypatch.setitem(container.BACKENDS["metrics"], "old", _Backend(OnlyResume))
     _spool(tmp_path / "run", "old")
-    results = logs_sync.sync_run_dir(tmp_path / "run", http=None, timeout=1.0, environ={})
-    assert results[0].error is not None  # the container re-exports no sync_spool
-    monkeypatch.setattr(container, "sync_spool", generic_sync, raising=False)
-    results = logs_sync.sync_run_dir(tmp_path / "run", http=None, timeout=1.0, environ={})
+    with extra_backends("metrics", old=branch("metrics", "old", OnlyResume)):
+        results = logs_sync.sync_run_dir(tmp_path / "run", http=None, timeout=1.0, environ={})
+        assert results[0].error is not None  # the container re-exports no sync_spool
+        monkeypatch.setattr(container, "sync_spool", generic_sync, raising=False)
+        results = logs_sync.sync_run_dir(tmp_path / "run", http=None, timeout=1.0, environ={})
     assert results[0].left == 0
     assert seen == {"transport": "transport", "timeout": 1.0, "exit_code_if_unknown": 1}
 

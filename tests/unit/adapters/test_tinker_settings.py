@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crucible_train.config import TinkerSettings
+from crucible_train.adapters.tinker.settings import TinkerSettings
 from crucible_train.container import BACKENDS, load_config
 from crucible_train.errors import AdapterUnavailableError, ConfigurationError
 
