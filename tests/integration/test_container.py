@@ -130,11 +130,6 @@ def _write(path: Path, text: str) -> Path:
 # --- the packaged default -----------------------------------------------------------------
 
 
-def test_packaged_and_root_containers_yaml_are_identical() -> None:
-    packaged = resources.files("crucible_train").joinpath("containers.yaml").read_bytes()
-    assert (REPO_ROOT / "containers.yaml").read_bytes() == packaged
-
-
 def test_packaged_default_chooses_the_offline_profile(tmp_path: Path) -> None:
     resolved = load_config(environ={}, base_dir=tmp_path)
     assert resolved.backends() == {

@@ -48,7 +48,6 @@ def _uncommented(text: str) -> str:
 
 def test_the_commented_tinker_blocks_are_valid_once_uncommented(tmp_path):
     text = (ROOT / "containers.yaml").read_text("utf-8")
-    assert text == (ROOT / "src" / "crucible_train" / "containers.yaml").read_text("utf-8")
     assert sum(line.startswith("  # tinker:") for line in text.splitlines()) == len(PORTS)
     (tmp_path / "all.yaml").write_text(_uncommented(text), encoding="utf-8")
     overrides = [f"{port}.backend=tinker" for port in PORTS]

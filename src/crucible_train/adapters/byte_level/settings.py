@@ -35,7 +35,8 @@ class ByteLevelTokenizerSettings:
     the bare four-token vocabulary.
 
     Args:
-        special_tokens: ids 256, 257, ... in this order (the qwen3 renderers' tokens).
+        special_tokens: special token texts, ids 256, 257, ... in this order (the qwen3
+            renderers' tokens).
         vocab_size: pad to this size (512: the local_torch default); null: 256 + specials.
     """
 

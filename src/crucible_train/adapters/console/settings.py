@@ -14,7 +14,7 @@ class ConsoleMetricsSinkSettings:
     """``metrics.console``: a rich table per step on stderr.
 
     Args:
-        every: print every N-th ``log_metrics`` call (1: all of them).
+        every: print the table of every N-th logged step (1: all of them).
         width: console width in characters; ``None`` detects the terminal's.
     """
 

@@ -14,7 +14,8 @@ class HuggingFaceTokenizerSettings:
     """``tokenizer.huggingface``: a local ``tokenizer.json`` via the ``tokenizers`` library.
 
     Args:
-        path: a ``tokenizer.json`` file or a directory containing one.
+        path: a ``tokenizer.json`` file, or a directory holding it (and
+            ``tokenizer_config.json``).
     """
 
     path: str = path_field(validator=not_blank)

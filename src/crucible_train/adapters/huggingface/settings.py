@@ -14,10 +14,10 @@ class HuggingFaceHubSettings:
     """``hub.huggingface``: downloads through ``huggingface_hub``.
 
     Args:
-        endpoint: hub URL; ``None`` uses huggingface_hub's default (or ``HF_ENDPOINT``).
+        endpoint: hub URL; ``None`` means https://huggingface.co (``HF_ENDPOINT`` is ignored).
         cache_dir: download cache directory; ``None`` uses huggingface_hub's default.
-        token: access token, only from ``${HF_TOKEN}``; ``None`` for public repositories.
-        offline: never touch the network; only cached files are returned.
+        token: access token, only from ``${HF_TOKEN}``; unset is fine for public repositories.
+        offline: ``true``: never touch the network, only return files already in the cache.
         timeout: seconds to wait for the hub before giving up.
     """
 

@@ -73,9 +73,9 @@ class LocalTorchModelSettings:
     architecture and every shape field is ignored.
 
     Args:
-        architecture: ``"qwen3"`` or ``"llama"`` (random init only).
-        model_path: a local Hugging Face model directory; ``None`` builds a random model.
-            Never downloaded: the directory must exist.
+        architecture: ``qwen3`` or ``llama`` (random init; ignored with ``model_path``).
+        model_path: a local Hugging Face model directory (never downloaded); ``None``
+            builds a random model.
         vocab_size: token ids the model embeds.
         hidden_size: width of the residual stream.
         num_layers: transformer blocks.
@@ -85,13 +85,14 @@ class LocalTorchModelSettings:
         intermediate_size: width of the MLP.
         max_seq_length: longest sequence (positions) the model accepts.
         seed: seeds the random initialisation (weights and LoRA adapters).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (an error when CUDA is absent).
-        dtype: parameter dtype, ``"float32"`` or ``"bfloat16"``.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (an error when CUDA is absent).
+        dtype: parameter dtype, ``float32`` or ``bfloat16``.
         num_threads: ``torch.set_num_threads`` (process-wide); ``None`` keeps torch's.
         lora_rank: 0 trains every weight; > 0 trains LoRA adapters of this rank only.
         lora_alpha: LoRA scaling numerator (the update is scaled by alpha / rank).
         lora_targets: names of the linear modules that get LoRA adapters.
-        checkpoint_dir: where ``save_state`` and ``save_weights_for_sampler`` write.
+        checkpoint_dir: where ``save_state`` and ``save_weights_for_sampler`` write
+            (``train`` uses ``<run dir>/checkpoints``).
     """
 
     architecture: Literal["qwen3", "llama"] = attrs.field(

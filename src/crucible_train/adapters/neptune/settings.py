@@ -33,14 +33,15 @@ class NeptuneMetricsSinkSettings:
     """``metrics.neptune``: Neptune over HTTP (``http.backend`` must not be noop).
 
     Args:
-        api_token: Neptune API token, only from ``${NEPTUNE_API_TOKEN}``.
-        project: ``workspace/project``; required when the sink is selected.
-        run_name: experiment name of the run; ``None`` leaves it unnamed.
+        api_token: Neptune API token, only from ``${NEPTUNE_API_TOKEN}``; required when
+            neptune is listed.
+        project: ``workspace/project``; required when neptune is listed.
+        run_name: written to ``sys/name``; ``None`` leaves the server's default.
         api_url: Neptune API server; ``None`` takes it from the token.
         rate_per_s: sustained operation batches per second.
         burst: batches that may go out back to back.
         ping_s: seconds between liveness pings while idle.
-        close_timeout_s: seconds ``close`` waits for pending operations.
+        close_timeout_s: seconds ``close`` spends delivering; the rest stays spooled.
         tags: written to ``sys/tags``.
         request_timeout_s: seconds per HTTP request.
         max_backoff_s: longest wait between retries while the server is unreachable.

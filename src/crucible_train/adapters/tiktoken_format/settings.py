@@ -23,7 +23,7 @@ class TiktokenTokenizerSettings:
     """``tokenizer.tiktoken``: a local tiktoken rank file (e.g. ``o200k_base.tiktoken``).
 
     Args:
-        path: the rank file, plain or gzipped.
+        path: the rank file (base64 token, rank per line), plain or gzipped.
         preset: special tokens to add: ``o200k_base``, ``o200k_harmony`` (gpt-oss) or null.
     """
 

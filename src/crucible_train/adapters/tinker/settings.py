@@ -39,30 +39,33 @@ class TinkerSettings:
     self-hosted Tinker-compatible server such as skyrl-tx), so that they describe the
     same model. The ``tinker`` SDK is the optional extra ``crucible-train[tinker]``.
 
+    ``pipeline`` overlaps a step's forward/backward and optimiser step with preparing the
+    next one: the hosted service runs queued calls in order. skyrl-tx 0.3.0's engine runs
+    all queued ``optim_step`` requests together, ahead of queued ``forward_backward``
+    ones, so it needs ``pipeline: false``. ``request_timeout_s`` and ``max_retries``
+    reach only SDKs whose ``ServiceClient`` accepts them (0.16.x); newer ones ignore them.
+
     Args:
-        base_model: the model to train or sample, as the server names it
-            (``Qwen/Qwen3-8B``, or a local directory on a self-hosted server); required.
-        base_url: the service URL; ``None`` uses ``$TINKER_BASE_URL`` or the SDK default.
-        api_key: Tinker API key (``tml-...``), only from ``${TINKER_API_KEY}``.
+        base_model: the model the server trains or samples (``Qwen/Qwen3-8B``, or a
+            server-local directory); required.
+        base_url: the service URL; ``None`` uses ``$TINKER_BASE_URL`` or the SDK default
+            (the hosted service).
+        api_key: Tinker API key (``tml-...``), only from ``${TINKER_API_KEY}``; required.
         lora_rank: rank of the LoRA adapter the training client creates.
         model_path: training: a ``tinker://`` state (``save_state``) to start from;
             sampling: ``tinker://`` sampler weights (``save_weights_for_sampler``);
-            ``None`` starts from (samples) the base model.
+            ``None``: the base model. Unused by the tokenizer and model_info.
         seed: seeds the LoRA initialisation; ``None`` lets the server pick.
         train_mlp: train LoRA adapters on the MLP layers.
         train_attn: train LoRA adapters on the attention layers.
         train_unembed: train a LoRA adapter on the unembedding (output) layer.
-        request_timeout_s: seconds per HTTP request; ``None`` keeps the SDK default. Only
-            SDKs whose ``ServiceClient`` accepts it (0.16.x) use it; newer ones ignore it.
-        max_retries: HTTP retries per request; ``None`` keeps the SDK default. Same
-            SDK-version caveat as ``request_timeout_s``.
+        request_timeout_s: seconds per HTTP request; ``None``: the SDK default (SDK
+            0.16.x only).
+        max_retries: HTTP retries per request; ``None``: the SDK default (SDK 0.16.x only).
         future_timeout_s: longest wait for one result before the call fails with
             ``BackendTimeoutError``; ``None`` waits as long as the SDK does.
-        pipeline: send the next training call while earlier ones are still running (the
-            hosted service runs them in order, so a step's forward/backward and optimiser
-            step overlap with preparing the next). ``false`` waits for each result before
-            sending the next call: needed for skyrl-tx 0.3.0, whose engine runs all queued
-            ``optim_step`` requests together, ahead of queued ``forward_backward`` ones.
+        pipeline: send the next training call before earlier results arrive; ``false``
+            for skyrl-tx 0.3.0 (its engine reorders queued calls).
     """
 
     base_model: str | None = required_when_selected_field(validator=not_blank)

@@ -23,17 +23,17 @@ class WandbMetricsSinkSettings:
     """``metrics.wandb``: Weights & Biases over HTTP (``http.backend`` must not be noop).
 
     Args:
-        api_key: W&B API key, only from ``${WANDB_API_KEY}``.
-        project: W&B project; required when the sink is selected.
+        api_key: W&B API key, only from ``${WANDB_API_KEY}``; required when wandb is listed.
+        project: W&B project; required when wandb is listed.
         entity: W&B user or team; ``None`` uses the key's default entity.
         run_name: display name of the run; ``None`` lets W&B pick one.
-        run_id: run id to create or resume; ``None`` generates one.
-        base_url: W&B API server.
+        run_id: run id to create or resume; ``None`` resumes ``run_dir``'s run or makes one.
+        base_url: W&B API server (self-hosted: your server's address).
         app_url: W&B web UI used for the run URL; ``None`` derives it from ``base_url``.
-        rate_per_s: sustained requests per second to the history stream.
+        rate_per_s: sustained requests per second to the history stream (rows are batched).
         burst: requests that may go out back to back.
         heartbeat_s: seconds between keep-alive posts while idle.
-        close_timeout_s: seconds ``close`` waits for pending rows to be delivered.
+        close_timeout_s: seconds ``close`` spends delivering; the rest stays spooled.
         min_backoff_s: first retry delay after a failed request.
         max_backoff_s: longest retry delay.
         request_timeout_s: seconds per HTTP request.
