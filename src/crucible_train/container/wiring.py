@@ -16,6 +16,7 @@ from this diagram (:data:`BACKENDS`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from dependency_injector import containers, providers
@@ -294,7 +295,7 @@ class _Backends(Mapping[str, Mapping[str, Backend]]):
     """:func:`backends_of` ``(AppContainer)``, read afresh on every lookup."""
 
     def __getitem__(self, port: str) -> Mapping[str, Backend]:
-        return backends_of()[port]
+        return MappingProxyType(backends_of()[port])
 
     def __iter__(self) -> Iterator[str]:
         return iter(PORTS)
