@@ -20,8 +20,8 @@ Field metadata marks the kinds of field that need special treatment:
   backend is selected; :func:`unset_required_fields` reports it.
 
 Each field is described once, in its settings class's docstring (``Args:``, one entry
-per field); :func:`field_descriptions` reads it for ``config show``, the configuration
-reference and the checks of ``containers.yaml``.
+per field); :mod:`crucible_train.container.describe` reads it for ``config show``, the
+configuration reference and the checks of ``containers.yaml``.
 
 The validators (:func:`not_blank`, :func:`finite`, :func:`greater_than`,
 :func:`at_least`, :func:`whole_number`, :func:`one_of`, :func:`http_url`) raise
@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
 import math
 import os
-import re
 import types
 import typing
 import warnings
@@ -58,7 +56,6 @@ __all__ = [
     "TrainSettings",
     "at_least",
     "coerce_env_text",
-    "field_descriptions",
     "field_specs",
     "finite",
     "greater_than",
@@ -70,7 +67,6 @@ __all__ = [
     "required_when_selected_field",
     "resolve_path_fields",
     "secret_field",
-    "settings_summary",
     "settings_to_dict",
     "unset_required_fields",
     "validate_settings",
@@ -229,64 +225,6 @@ def one_of(choices: Collection[str]) -> FieldValidator:
             raise ConfigurationError(f"{attribute.name}: expected one of {listed}, got {value!r}")
 
     return check
-
-
-# --- descriptions -----------------------------------------------------------------------
-
-_ARGS_ENTRY = re.compile(r"^    ([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*): ?(.*)$")
-_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
-
-
-def _clean(text: str) -> str:
-    """Docstring markup to plain text: roles and ``literals`` unwrapped, one line."""
-    text = _ROLE.sub(lambda match: match.group(1).rpartition(".")[2], text)
-    # Descriptions are read next to YAML, so Python's literals are spelt the YAML way.
-    for python, yaml_word in (("None", "null"), ("True", "true"), ("False", "false")):
-        text = text.replace(f"``{python}``", yaml_word)
-    text = text.replace("``", "")
-    text = " ".join(text.split())
-    return text[:-1] if text.endswith(".") and not text.endswith("..") else text
-
-
-def field_descriptions(schema: type) -> dict[str, str]:
-    """Field name → its one-line description, from the ``Args:`` section of the docstring.
-
-    The docstring is the one place a settings field is described; ``config show``, the
-    configuration reference in ``docs/`` and the comments of ``containers.yaml`` all
-    come from (or are checked against) it. An entry may describe several fields at once
-    (``beta1, beta2: AdamW betas.``). Markup is removed and a final period dropped.
-
-    Args:
-        schema: a settings class (any class with a Google-style docstring).
-
-    Returns:
-        The descriptions found, in docstring order (a field without one is absent).
-    """
-    lines = inspect.cleandoc(schema.__doc__ or "").splitlines()
-    try:
-        start = lines.index("Args:") + 1
-    except ValueError:
-        return {}
-    found: dict[str, list[str]] = {}
-    current: list[str] = []
-    for line in lines[start:]:
-        if not line.strip() or not line.startswith("    "):
-            break  # a blank line or the next section ends the entries
-        entry = _ARGS_ENTRY.match(line)
-        if entry:
-            current = [name.strip() for name in entry.group(1).split(",")]
-            for name in current:
-                found[name] = [entry.group(2)]
-        else:
-            for name in current:
-                found[name].append(line)
-    return {name: _clean(" ".join(parts)) for name, parts in found.items()}
-
-
-def settings_summary(schema: type) -> str:
-    """The first line of a settings class's docstring, as plain text."""
-    lines = inspect.cleandoc(schema.__doc__ or "").splitlines()
-    return _clean(lines[0]) if lines else ""
 
 
 # --- settings shared by every recipe ----------------------------------------------------

@@ -1,38 +1,97 @@
 """Describing configuration keys from the settings classes, and YAML with those comments.
 
-Container layer. Every description comes from the settings class that owns the key
-(:func:`crucible_train.config.field_descriptions`), so ``config show``, the
+Container layer. Every description comes from the settings class that owns the key: its
+docstring's ``Args:``, read by :func:`field_descriptions`. So ``config show``, the
 configuration reference in ``docs/configuration.md`` and the comments in
 ``containers.yaml`` say the same thing, written once.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from crucible_train.config import (
-    TrainSettings,
-    field_descriptions,
-    field_specs,
-    settings_summary,
-)
+from crucible_train.config import TrainSettings, field_specs
 from crucible_train.container.backends import Backend
 from crucible_train.container.settings import MetricsSettings
 from crucible_train.container.train_recipes import TRAIN_KEY
 from crucible_train.container.validation import METRICS_PORT
 from crucible_train.ports import PORTS
 
-__all__ = ["KeyPath", "annotated_yaml", "describe_keys", "yaml_value"]
+__all__ = [
+    "KeyPath",
+    "annotated_yaml",
+    "describe_keys",
+    "field_descriptions",
+    "settings_summary",
+    "yaml_value",
+]
 
 KeyPath = tuple[str, ...]
 """A key in the configuration tree, e.g. ``("training", "local_torch", "seed")``."""
 
 _COMMENT_COLUMN = 22  # where comments start when the key and value are short
+
+_ARGS_ENTRY = re.compile(r"^    ([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*): ?(.*)$")
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+
+def _clean(text: str) -> str:
+    """Docstring markup to plain text: roles and ``literals`` unwrapped, one line."""
+    text = _ROLE.sub(lambda match: match.group(1).rpartition(".")[2], text)
+    # Descriptions are read next to YAML, so Python's literals are spelt the YAML way.
+    for python, yaml_word in (("None", "null"), ("True", "true"), ("False", "false")):
+        text = text.replace(f"``{python}``", yaml_word)
+    text = text.replace("``", "")
+    text = " ".join(text.split())
+    return text[:-1] if text.endswith(".") and not text.endswith("..") else text
+
+
+def field_descriptions(schema: type) -> dict[str, str]:
+    """Field name → its one-line description, from the ``Args:`` section of the docstring.
+
+    The docstring is the one place a settings field is described; ``config show``, the
+    configuration reference in ``docs/`` and the comments of ``containers.yaml`` all
+    come from (or are checked against) it. An entry may describe several fields at once
+    (``beta1, beta2: AdamW betas.``). Markup is removed and a final period dropped.
+
+    Args:
+        schema: a settings class (any class with a Google-style docstring).
+
+    Returns:
+        The descriptions found, in docstring order (a field without one is absent).
+    """
+    lines = inspect.cleandoc(schema.__doc__ or "").splitlines()
+    try:
+        start = lines.index("Args:") + 1
+    except ValueError:
+        return {}
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in lines[start:]:
+        if not line.strip() or not line.startswith("    "):
+            break  # a blank line or the next section ends the entries
+        entry = _ARGS_ENTRY.match(line)
+        if entry:
+            current = [name.strip() for name in entry.group(1).split(",")]
+            for name in current:
+                found[name] = [entry.group(2)]
+        else:
+            for name in current:
+                found[name].append(line)
+    return {name: _clean(" ".join(parts)) for name, parts in found.items()}
+
+
+def settings_summary(schema: type) -> str:
+    """The first line of a settings class's docstring, as plain text."""
+    lines = inspect.cleandoc(schema.__doc__ or "").splitlines()
+    return _clean(lines[0]) if lines else ""
 
 
 def yaml_value(value: Any) -> str:

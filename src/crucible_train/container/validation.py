@@ -48,16 +48,20 @@ class Report:
     missing_secrets: int = 0
 
     def add(self, problem: str) -> None:
+        """Record one problem."""
         self.problems.append(problem)
 
     def extend(self, problems: Sequence[str]) -> None:
+        """Record several problems."""
         self.problems.extend(problems)
 
     def missing_secret(self, problem: str) -> None:
+        """Record an unset secret (a :class:`MissingSecretError` if it is all there is)."""
         self.problems.append(problem)
         self.missing_secrets += 1
 
     def raise_if_any(self) -> None:
+        """Raise every recorded problem in one error; do nothing when there are none."""
         if not self.problems:
             return
         if self.missing_secrets == len(self.problems):

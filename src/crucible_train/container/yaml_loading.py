@@ -143,6 +143,7 @@ def read_user_file(config_file: str | os.PathLike[str], base_dir: Path) -> tuple
 
 
 def load_layer(text: str, source: str) -> dict[str, Any]:
+    """Parse one layer; it must be a non-empty mapping of port blocks."""
     data = parse_yaml(text, source)
     if data is None:
         # An empty overlay almost always means the wrong file; never run on silence.
@@ -273,6 +274,7 @@ def interpolate(tree: Any, environ: Mapping[str, str]) -> Any:
 
 
 def unset_message(path: str, leaf: EnvLeaf) -> str:
+    """The problem for a leaf whose variables are unset and have no default."""
     names = ", ".join(leaf.unset)
     plural = "s" if len(leaf.unset) > 1 else ""
     verb = "are" if plural else "is"

@@ -11,9 +11,8 @@ import yaml
 from crucible_train.adapters.huggingface.settings import HuggingFaceHubSettings
 from crucible_train.adapters.wandb.settings import WandbMetricsSinkSettings
 from crucible_train.cli import main
-from crucible_train.config import field_descriptions
 from crucible_train.container import TRAIN_RECIPES, load_config
-from crucible_train.container.describe import annotated_yaml, yaml_value
+from crucible_train.container.describe import annotated_yaml, field_descriptions, yaml_value
 
 SECRET = "wb_Shown_Never_4471"
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?P<rest>.*)$")

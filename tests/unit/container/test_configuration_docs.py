@@ -15,9 +15,9 @@ from typing import Any
 import attrs
 import pytest
 
-from crucible_train.config import TrainSettings, field_descriptions, field_specs
+from crucible_train.config import TrainSettings, field_specs
 from crucible_train.container import TRAIN_KEY, TRAIN_RECIPES, backends_of
-from crucible_train.container.describe import yaml_value
+from crucible_train.container.describe import field_descriptions, yaml_value
 from crucible_train.container.settings import MetricsSettings
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"

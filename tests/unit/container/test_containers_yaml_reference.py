@@ -21,8 +21,9 @@ import attrs
 import pytest
 import yaml
 
-from crucible_train.config import TrainSettings, field_descriptions, field_specs
+from crucible_train.config import TrainSettings, field_specs
 from crucible_train.container import TRAIN_KEY, TRAIN_RECIPES, backends_of
+from crucible_train.container.describe import field_descriptions
 from crucible_train.container.settings import MetricsSettings
 from crucible_train.container.yaml_loading import StrictLoader
 from crucible_train.ports import PORTS

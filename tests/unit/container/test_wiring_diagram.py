@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from crucible_train.adapters.noop import NoopTrainingClient
 from crucible_train.adapters.noop.settings import NoopSettings
 from crucible_train.adapters.requests_http.settings import RequestsHttpSettings
 from crucible_train.adapters.tinker.settings import TinkerSettings
+from crucible_train.config import field_specs
 from crucible_train.container import (
     BACKENDS,
     AppContainer,
@@ -115,3 +117,32 @@ def test_old_settings_imports_still_work_with_a_deprecation_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert config.not_blank is config.not_blank  # the field helpers warn about nothing
+
+
+# The byte-level settings default to the embedded profile (the qwen3 renderers' tokens);
+# the adapter's own defaults stay the bare four-token vocabulary for code that builds it.
+PROFILE_DEFAULTS = {("tokenizer", "byte_level")}
+
+
+def test_adapter_keyword_defaults_agree_with_the_settings_classes() -> None:
+    disagree = []
+    for port, backends in BACKENDS.items():
+        for name, described in backends.items():
+            if (port, name) in PROFILE_DEFAULTS:
+                continue
+            parameters = inspect.signature(described.adapter).parameters
+            for field, spec in field_specs(described.settings).items():
+                given = parameters[field].default
+                if given is inspect.Parameter.empty or spec.is_secret:
+                    continue  # the adapter needs it; the container always passes it
+                default = spec.default
+                if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                    default = default.factory()
+                as_list = (list, tuple)
+                if isinstance(given, as_list) and isinstance(default, as_list):
+                    given, default = list(given), list(default)
+                if given != default:
+                    disagree.append(
+                        f"{port}.{name}.{field}: adapter {given!r}, settings {default!r}"
+                    )
+    assert disagree == []
