@@ -108,7 +108,7 @@ class Validator:
 
     Attributes:
         backends: port key → backend name → :class:`Backend`, as the wiring diagram
-            declares them (``metrics``: the sinks), in ``containers.yaml`` order.
+            declares them (``metrics``: the sinks), in :data:`~crucible_train.ports.PORTS` order.
         recipes: recipe name → its config class (the schema of ``train.<recipe>``).
         environ: environment for secrets (interpolation already happened).
         base_dir: directory relative paths are resolved against.
