@@ -77,7 +77,7 @@ ADAM = {
 
 
 def _settings() -> dict[str, Any]:
-    from crucible_train.config import LocalTorchModelSettings
+    from crucible_train.adapters.local_torch.settings import LocalTorchModelSettings
 
     return attrs.asdict(LocalTorchModelSettings())
 

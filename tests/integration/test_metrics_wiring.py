@@ -4,7 +4,7 @@ wired by the container from containers.yaml into real adapters."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,13 @@ from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
 from crucible_train.config import required_when_selected_field
-from crucible_train.container import BACKENDS, Backend, build_container, load_config
+from crucible_train.container import AppContainer, build_container, load_config
 from crucible_train.core.config_dump import dump_config
 from crucible_train.errors import ConfigurationError, MissingSecretError
 from crucible_train.ports.http import HttpClient
 from crucible_train.ports.metrics import MetricsSink, MetricValue
+
+from extra_backends import branch, extra_backends
 
 SECRET = "sk-Integration-Secret-4242"
 
@@ -162,12 +164,18 @@ class TrackerSink(MetricsSink):
 
 
 @pytest.fixture
-def tracker(monkeypatch: pytest.MonkeyPatch) -> type[TrackerSink]:
+def tracker() -> Iterator[type[TrackerSink]]:
     TrackerSink.built = []
-    monkeypatch.setitem(
-        BACKENDS["metrics"], "tracker", Backend(adapter=TrackerSink, settings=TrackerSettings)
+    sink = branch(
+        "metrics",
+        "tracker",
+        TrackerSink,
+        TrackerSettings,
+        http=AppContainer.http,
+        run_dir=AppContainer.config.metrics.run_dir,
     )
-    return TrackerSink
+    with extra_backends("metrics", tracker=sink):
+        yield TrackerSink
 
 
 def test_http_and_run_dir_are_injected(tracker: type[TrackerSink], tmp_path: Path) -> None:

@@ -28,8 +28,7 @@ import pytest
 from crucible_train.adapters.delivery.spool import spool_status
 from crucible_train.adapters.requests_http import RequestsHttpClient
 from crucible_train.adapters.wandb import WandbMetricsSink
-from crucible_train.config import NoopSettings
-from crucible_train.container import BACKENDS, Backend
+from crucible_train.container import BACKENDS
 from crucible_train.entrypoints.cli import main as cli
 from servers.fake_wandb import API_KEY, FakeWandb
 
@@ -94,11 +93,8 @@ def make(fake: FakeWandb, http: RequestsHttpClient, run_dir: Path) -> Iterator[A
 
 @pytest.fixture
 def wandb_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``logs sync`` finds sink classes in the container's registry; make sure W&B is there."""
-    if "wandb" not in BACKENDS["metrics"]:
-        monkeypatch.setitem(
-            BACKENDS["metrics"], "wandb", Backend(adapter=WandbMetricsSink, settings=NoopSettings)
-        )
+    """``logs sync`` finds sink classes in the container's diagram; W&B must be there."""
+    assert BACKENDS["metrics"]["wandb"].adapter is WandbMetricsSink
     monkeypatch.setenv("WANDB_API_KEY", API_KEY)
 
 

@@ -11,13 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crucible_train.adapters.files.settings import FilesBlobStoreSettings, FilesDatasetStoreSettings
+from crucible_train.adapters.huggingface.settings import HuggingFaceHubSettings
+from crucible_train.adapters.memory.settings import MemoryVectorStoreSettings
+from crucible_train.adapters.noop.settings import NoopSettings
 from crucible_train.config import (
     REDACTED,
-    FilesBlobStoreSettings,
-    FilesDatasetStoreSettings,
-    HuggingFaceHubSettings,
-    MemoryVectorStoreSettings,
-    NoopSettings,
     coerce_env_text,
     field_specs,
     path_field,

@@ -6,19 +6,19 @@ from __future__ import annotations
 import attrs
 import pytest
 
+from crucible_train.adapters.console.settings import ConsoleMetricsSinkSettings
+from crucible_train.adapters.files.settings import FilesMetricsSinkSettings
+from crucible_train.adapters.neptune.settings import NeptuneMetricsSinkSettings
+from crucible_train.adapters.requests_http.settings import RequestsHttpSettings
+from crucible_train.adapters.wandb.settings import WandbMetricsSinkSettings
 from crucible_train.config import (
-    ConsoleMetricsSinkSettings,
-    FilesMetricsSinkSettings,
-    MetricsSettings,
-    NeptuneMetricsSinkSettings,
-    RequestsHttpSettings,
-    WandbMetricsSinkSettings,
     field_specs,
     redact,
     required_when_selected_field,
     unset_required_fields,
     validate_settings,
 )
+from crucible_train.container.settings import MetricsSettings
 
 SECRET = "wb_Settings_Secret_8080"
 

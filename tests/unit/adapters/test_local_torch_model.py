@@ -20,10 +20,10 @@ from crucible_train.adapters.local_torch.model import (  # noqa: E402
     save_for_sampler,
 )
 from crucible_train.adapters.local_torch.model_info import LocalTorchModelInfo  # noqa: E402
+from crucible_train.adapters.local_torch.settings import LocalTorchModelSettings  # noqa: E402
 from crucible_train.adapters.local_torch.training_client import (  # noqa: E402
     LocalTorchTrainingClient,
 )
-from crucible_train.config import LocalTorchModelSettings  # noqa: E402
 from crucible_train.errors import AdapterUnavailableError, ConfigurationError  # noqa: E402
 from crucible_train.ports.model_info import ModelConfig  # noqa: E402
 from crucible_train.types import AdamParams, Datum, ModelInput  # noqa: E402

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crucible_train.config import TinkerSettings
+from crucible_train.adapters.tinker.settings import TinkerSettings
 from crucible_train.container import BACKENDS, load_config
 from crucible_train.errors import AdapterUnavailableError, ConfigurationError
 
@@ -48,7 +48,6 @@ def _uncommented(text: str) -> str:
 
 def test_the_commented_tinker_blocks_are_valid_once_uncommented(tmp_path):
     text = (ROOT / "containers.yaml").read_text("utf-8")
-    assert text == (ROOT / "src" / "crucible_train" / "containers.yaml").read_text("utf-8")
     assert sum(line.startswith("  # tinker:") for line in text.splitlines()) == len(PORTS)
     (tmp_path / "all.yaml").write_text(_uncommented(text), encoding="utf-8")
     overrides = [f"{port}.backend=tinker" for port in PORTS]

@@ -9,7 +9,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from rich.console import Console
 from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
-from crucible_train.container import BACKENDS, Backend
+from crucible_train.container import BACKENDS
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
 from crucible_train.entrypoints import logger_facade as ct_logging
 from crucible_train.entrypoints.logger_facade import create_logger, dump_config
@@ -26,6 +26,7 @@ from crucible_train.errors import ConfigurationError, MissingSecretError
 from crucible_train.ports.http import HttpClient, HttpResponse
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 
+from extra_backends import branch, extra_backends
 from fakes import RecordingMetricsSink
 
 SECRET = "wandb-Facade-Secret-5150"
@@ -83,15 +84,18 @@ class Tracker(MetricsSink):
 
 
 @pytest.fixture
-def trackers(monkeypatch: pytest.MonkeyPatch) -> None:
+def trackers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Replace the real W&B and Neptune sinks by Trackers with their settings schemas."""
     Tracker.instances = []
     Tracker.fail_on_build = False
-    for name in ("wandb", "neptune"):
-        schema = BACKENDS["metrics"][name].settings
-        monkeypatch.setitem(BACKENDS["metrics"], name, Backend(adapter=Tracker, settings=schema))
+    replacements = {
+        name: branch("metrics", name, Tracker, BACKENDS["metrics"][name].settings)
+        for name in ("wandb", "neptune")
+    }
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
+    with extra_backends("metrics", **replacements):
+        yield
 
 
 # --- kinds --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ this module costs nothing and a missing package surfaces as
 :class:`~crucible_train.errors.AdapterUnavailableError` when a model is first built.
 
 A model is either a randomly initialised causal LM built from the shape fields of
-:class:`~crucible_train.config.LocalTorchModelSettings` (Qwen3 or Llama architecture,
+:class:`~.settings.LocalTorchModelSettings` (Qwen3 or Llama architecture,
 deterministic from ``seed``) or a local Hugging Face model directory (``model_path``; never
 downloaded), optionally wrapped with LoRA adapters by ``peft`` (``lora_rank > 0``).
 """
@@ -24,11 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from crucible_train.adapters.local_torch._files import atomic_directory
-from crucible_train.config import (
-    LocalTorchModelSettings,
-    resolve_path_fields,
-    validate_settings,
-)
+from crucible_train.adapters.local_torch.settings import LocalTorchModelSettings
+from crucible_train.config import resolve_path_fields, validate_settings
 from crucible_train.errors import AdapterUnavailableError, ConfigurationError
 
 if TYPE_CHECKING:

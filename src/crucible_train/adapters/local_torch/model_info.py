@@ -22,7 +22,10 @@ from crucible_train.adapters.local_torch.model import (
     require_packages,
     resolve_settings,
 )
-from crucible_train.config import DEFAULT_LORA_TARGETS, LocalTorchModelSettings
+from crucible_train.adapters.local_torch.settings import (
+    DEFAULT_LORA_TARGETS,
+    LocalTorchModelSettings,
+)
 from crucible_train.errors import ConfigurationError, ModelInfoError
 from crucible_train.ports.model_info import ModelConfig, ModelInfo
 
@@ -57,7 +60,7 @@ class LocalTorchModelInfo(ModelInfo):
         """Validate the settings and read the model's config.
 
         The arguments are the fields of
-        :class:`~crucible_train.config.LocalTorchModelSettings` (``model_info.local_torch``
+        :class:`~.settings.LocalTorchModelSettings` (``model_info.local_torch``
         in ``containers.yaml``), with the same defaults; see that class for each one.
 
         Raises:

@@ -41,7 +41,10 @@ from crucible_train.adapters.local_torch.model import (
     resolve_settings,
     torch_device,
 )
-from crucible_train.config import DEFAULT_LORA_TARGETS, LocalTorchModelSettings
+from crucible_train.adapters.local_torch.settings import (
+    DEFAULT_LORA_TARGETS,
+    LocalTorchModelSettings,
+)
 from crucible_train.errors import (
     ConfigurationError,
     CrucibleError,
@@ -150,7 +153,7 @@ class LocalTorchSamplingClient(SamplingClient):
         """Build the model the ``local_torch`` settings describe (as the training client does).
 
         Every argument but the last two is a field of
-        :class:`~crucible_train.config.LocalTorchModelSettings` (``sampling.local_torch``
+        :class:`~.settings.LocalTorchModelSettings` (``sampling.local_torch``
         in ``containers.yaml``), with the same default; see that class for each one. The
         same settings and seed give the same weights as a training client's initial ones.
         ``checkpoint_dir`` is accepted for symmetry and unused. ``max_seq_length`` bounds

@@ -49,7 +49,10 @@ from crucible_train.adapters.local_torch.model import (
     resolve_settings,
     save_for_sampler,
 )
-from crucible_train.config import DEFAULT_LORA_TARGETS, LocalTorchModelSettings
+from crucible_train.adapters.local_torch.settings import (
+    DEFAULT_LORA_TARGETS,
+    LocalTorchModelSettings,
+)
 from crucible_train.errors import (
     ConfigurationError,
     CrucibleError,
@@ -169,7 +172,7 @@ class LocalTorchTrainingClient(TrainingClient):
         """Build the model and start the worker thread.
 
         The arguments are the fields of
-        :class:`~crucible_train.config.LocalTorchModelSettings` (``training.local_torch``
+        :class:`~.settings.LocalTorchModelSettings` (``training.local_torch``
         in ``containers.yaml``), with the same defaults; see that class for each one.
 
         Raises:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from crucible_train.adapters.tinker._sdk import resolve_settings
-from crucible_train.config import TinkerSettings
+from crucible_train.adapters.tinker.settings import TinkerSettings
 
 __all__ = ["TinkerAdapter"]
 
 
 class TinkerAdapter:
-    """Takes the fields of :class:`~crucible_train.config.TinkerSettings` as keywords.
+    """Takes the fields of :class:`~.settings.TinkerSettings` as keywords.
 
     The container passes a port's ``tinker:`` block as keyword arguments, and the four
     ports (training, sampling, model info, tokenizer) share that schema, so the keywords
@@ -35,7 +35,7 @@ class TinkerAdapter:
         future_timeout_s: float | None = None,
         pipeline: bool = True,
     ) -> None:
-        """Validate the settings (see :class:`~crucible_train.config.TinkerSettings`),
+        """Validate the settings (see :class:`~.settings.TinkerSettings`),
         then let the adapter set itself up.
 
         Raises:

@@ -30,7 +30,7 @@ from typing import Any, Final
 import attrs
 import numpy as np
 
-from crucible_train.config import TinkerSettings
+from crucible_train.adapters.tinker.settings import TinkerSettings
 from crucible_train.errors import (
     AdapterUnavailableError,
     BackendAuthenticationError,

@@ -20,7 +20,7 @@ from crucible_train.adapters.tinker._sdk import (
     resolved,
     translate,
 )
-from crucible_train.config import TinkerSettings
+from crucible_train.adapters.tinker.settings import TinkerSettings
 from crucible_train.errors import ModelInfoError
 from crucible_train.ports.model_info import ModelConfig, ModelInfo
 
@@ -33,7 +33,7 @@ class TinkerModelInfo(TinkerAdapter, ModelInfo):
     def _start(self) -> None:
         """Prepare the question; the service is asked on the first call.
 
-        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~.settings.TinkerSettings`
         (``model_info.tinker``).
 
         Raises:

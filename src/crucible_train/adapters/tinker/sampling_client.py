@@ -31,7 +31,7 @@ from crucible_train.adapters.tinker._sdk import (
     translate,
     wait,
 )
-from crucible_train.config import TinkerSettings
+from crucible_train.adapters.tinker.settings import TinkerSettings
 from crucible_train.errors import InvalidDataError, SamplingClientError
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.types import ModelInput, SampleResponse, SamplingParams
@@ -49,7 +49,7 @@ class TinkerSamplingClient(TinkerAdapter, SamplingClient):
     def _start(self) -> None:
         """Prepare the connection; no request is sent until the first call.
 
-        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~.settings.TinkerSettings`
         (``sampling.tinker``); ``model_path`` names ``tinker://`` sampler weights, and
         ``None`` samples ``base_model``. The LoRA fields are accepted and unused.
 

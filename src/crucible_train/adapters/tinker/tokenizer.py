@@ -51,7 +51,7 @@ class TinkerTokenizer(TinkerAdapter, Tokenizer):
     def _start(self) -> None:
         """Load the tokenizer of ``base_model`` now (see the module docstring).
 
-        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~.settings.TinkerSettings`
         (``tokenizer.tinker``); only ``base_model`` is used, the others are accepted so
         the four Tinker ports share one settings block.
 

@@ -41,7 +41,7 @@ from crucible_train.adapters.tinker._sdk import (
     wait,
 )
 from crucible_train.adapters.tinker.sampling_client import TinkerSamplingClient
-from crucible_train.config import TinkerSettings
+from crucible_train.adapters.tinker.settings import TinkerSettings
 from crucible_train.errors import ConfigurationError, InvalidDataError, TrainingClientError
 from crucible_train.ports.training import CustomLossFn, TrainingClient
 from crucible_train.types import (
@@ -98,7 +98,7 @@ class TinkerTrainingClient(TinkerAdapter, TrainingClient):
     def _start(self) -> None:
         """Start the dispatcher; no request is sent yet.
 
-        The settings are the fields of :class:`~crucible_train.config.TinkerSettings`
+        The settings are the fields of :class:`~.settings.TinkerSettings`
         (``training.tinker`` in ``containers.yaml``); see that class for each one.
 
         Raises:

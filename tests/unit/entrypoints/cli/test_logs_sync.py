@@ -8,15 +8,16 @@ Delivery itself is covered with the fake W&B server in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from crucible_train import container
-from crucible_train.config import NoopSettings
 from crucible_train.entrypoints.cli.main import main
 from crucible_train.errors import MissingSecretError
+
+from extra_backends import branch, extra_backends
 
 
 def _spool(run_dir: Path, kind: str, directory: str | None = None) -> Path:
@@ -24,10 +25,6 @@ def _spool(run_dir: Path, kind: str, directory: str | None = None) -> Path:
     spool.mkdir(parents=True)
     (spool / "sink.json").write_text(json.dumps({"kind": kind}))
     return spool
-
-
-def _Backend(adapter: type) -> container.Backend:  # noqa: N802 - reads like the class
-    return container.Backend(adapter=adapter, settings=NoopSettings)
 
 
 class _Syncs:
@@ -47,12 +44,14 @@ class _NeedsKey:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
     _Syncs.calls = []
     _Syncs.left = 0
-    monkeypatch.setitem(container.BACKENDS["metrics"], "fake", _Backend(_Syncs))
-    monkeypatch.setitem(container.BACKENDS["metrics"], "keyed", _Backend(_NeedsKey))
+    fake = branch("metrics", "fake", _Syncs)
+    keyed = branch("metrics", "keyed", _NeedsKey)
+    with extra_backends("metrics", fake=fake, keyed=keyed):
+        yield
 
 
 def test_a_missing_run_dir_is_a_configuration_error(tmp_path, capsys):
