@@ -526,23 +526,6 @@ def _optional_path(_instance: Any, attribute: attrs.Attribute[Any], value: Any) 
 
 
 @attrs.frozen(kw_only=True)
-class TrainSettings:
-    """``train``: the settings of ``crucible-train train`` shared by every recipe.
-
-    The recipe sub-blocks (``train.sft``, ``train.rl``, ...) are validated by the
-    container against the recipes' own config classes (core; this module may not import
-    them).
-
-    Args:
-        renderer: chat renderer over the configured tokenizer (``qwen3_instruct``, ...).
-        runs_root: directory holding one run directory per ``train`` invocation.
-    """
-
-    renderer: str = attrs.field(default="qwen3_instruct", validator=_not_blank)
-    runs_root: str = path_field(default="runs", validator=_not_blank)
-
-
-@attrs.frozen(kw_only=True)
 class LocalTorchModelSettings:
     """``training.local_torch``, ``sampling.local_torch``, ``model_info.local_torch``.
 

@@ -29,7 +29,7 @@ import importlib.resources
 import inspect
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -42,6 +42,7 @@ from crucible_train.adapters.console.metrics_sink import ConsoleMetricsSink
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
+from crucible_train.adapters.files.run_store import FilesRunStore
 from crucible_train.adapters.hf_tokenizers.tokenizer import HuggingFaceTokenizer
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
 from crucible_train.adapters.local_torch.model_info import LocalTorchModelInfo
@@ -93,7 +94,6 @@ from crucible_train.config import (
     SentenceTransformersEmbeddingSettings,
     TiktokenTokenizerSettings,
     TinkerSettings,
-    TrainSettings,
     WandbMetricsSinkSettings,
     coerce_env_text,
     field_specs,
@@ -105,10 +105,6 @@ from crucible_train.config import (
 )
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
 from crucible_train.core.renderers.registry import list_renderers
-from crucible_train.core.training.distill import DistillConfig, run_distill_job
-from crucible_train.core.training.dpo import DpoConfig, run_dpo_job
-from crucible_train.core.training.rl import RlConfig, run_rl_job
-from crucible_train.core.training.sft import SftConfig, run_sft_job
 from crucible_train.errors import ConfigurationError, MissingSecretError
 from crucible_train.ports import (
     PORTS,
@@ -125,6 +121,9 @@ from crucible_train.ports import (
     TrainingClient,
     VectorStore,
 )
+from crucible_train.ports.run_store import RunStore
+from crucible_train.recipes import RECIPES, Recipe
+from crucible_train.recipes.settings import TrainSettings
 
 __all__ = [
     "BACKENDS",
@@ -140,6 +139,7 @@ __all__ = [
     "container_from_config",
     "injected_arguments",
     "load_config",
+    "run_store",
 ]
 
 PACKAGED_CONFIG = "containers.yaml"
@@ -230,34 +230,14 @@ BACKENDS: dict[str, dict[str, Backend]] = {
 TRAIN_KEY = "train"  # the one top-level block that is not a port: `crucible-train train`
 
 
-@attrs.frozen
-class Recipe:
-    """One training recipe of ``crucible-train train``.
-
-    Attributes:
-        config_class: its attrs config class (``train.<recipe>`` keys are its fields).
-        job: its ``run_<recipe>_job(context, config)`` function.
-    """
-
-    config_class: type
-    job: Callable[..., Any]
-
-    def load_config_class(self) -> type:
-        """The config class."""
-        return self.config_class
-
-    def load_job(self) -> Callable[..., Any]:
-        """The job function."""
-        return self.job
+TRAIN_RECIPES: dict[str, Recipe] = RECIPES
+"""Recipe name → recipe: :data:`crucible_train.recipes.RECIPES` (the same dict)."""
 
 
-TRAIN_RECIPES: dict[str, Recipe] = {
-    "sft": Recipe(config_class=SftConfig, job=run_sft_job),
-    "rl": Recipe(config_class=RlConfig, job=run_rl_job),
-    "dpo": Recipe(config_class=DpoConfig, job=run_dpo_job),
-    "distill": Recipe(config_class=DistillConfig, job=run_distill_job),
-}
-"""Recipe name → :class:`Recipe`, in the order the ``train`` block lists them."""
+def run_store(run_dir: str | os.PathLike[str]) -> RunStore:
+    """The run store of ``run_dir``: checkpoint records, metric rewind, stored arrays."""
+    return FilesRunStore(run_dir)
+
 
 METRICS_PORT = "metrics"  # the one port configured by a list of sinks instead of `backend:`
 

@@ -71,14 +71,16 @@ from crucible_train.container import (
     ResolvedConfig,
     container_from_config,
     load_config,
+    run_store,
 )
 from crucible_train.core.config_dump import dump_config
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
-from crucible_train.core.training.distill import DEFAULT_STUDENT, check_same_format
+from crucible_train.core.training.distill import check_same_format
 from crucible_train.core.training.job import JobContext, LoopResult
 from crucible_train.errors import ConfigurationError, CrucibleError, PortError
 from crucible_train.plots import write_plots
+from crucible_train.recipes.distill import DEFAULT_STUDENT
 
 __all__ = [
     "EXIT_BACKEND_FAILED",
@@ -260,7 +262,7 @@ def find_sft_start(runs_root: Path, start_from_step: int | None = None) -> SftSt
             ``start_from_step`` (the message lists the steps it has).
     """
     for run in _runs_of(runs_root, SFT):
-        records = CheckpointLog(run).records()
+        records = CheckpointLog(run_store(run)).records()
         final = [r for r in records if r.final and r.sampler_path is not None]
         if not final:
             continue  # unfinished or interrupted: not a starting point
@@ -534,7 +536,7 @@ def _plan(options: TrainOptions, base: ResolvedConfig, say: Callable[[str], None
         run_dir = found
     else:
         run_dir = new_run_dir(runs_root, options.recipe)
-    log = CheckpointLog(run_dir)
+    log = CheckpointLog(run_store(run_dir))
     if options.resume:
         if not (run_dir / CONFIG_FILE).exists():
             raise ConfigurationError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} missing)")
@@ -576,7 +578,7 @@ def _backend_failure(exc: PortError, recipe: str, run_dir: Path) -> str:
     """The message for a backend that failed mid-run: what failed and how to continue."""
     lines = [f"error: {recipe}: the backend failed ({type(exc).__name__}): {exc}"]
     try:
-        last = CheckpointLog(run_dir).last_resumable()
+        last = CheckpointLog(run_store(run_dir)).last_resumable()
     except CrucibleError:
         last = None
     if last is None:
@@ -728,7 +730,7 @@ def _summary(
     if result.resumed_from is not None:
         table.add_row("resumed at step", str(result.resumed_from))
     table.add_row("run dir", str(run_dir))
-    records = CheckpointLog(run_dir).records()
+    records = CheckpointLog(run_store(run_dir)).records()
     last = result.final_record.name if result.final_record is not None else "-"
     table.add_row("checkpoints", f"{len(records)} (last: {last})")
     table.add_row("time", _duration(seconds))
@@ -809,7 +811,7 @@ def run_train(
             renderer=renderer,
             datasets=container.dataset_store(),
             metrics=metrics,
-            run_dir=run_dir,
+            run_store=run_store(run_dir),
             progress=bar,
             stop=stop,
             resume=options.resume,
