@@ -32,12 +32,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crucible_train.core.training.sft import SftConfig, run_sft
+from crucible_train.adapters.files.run_store import FilesRunStore
+from crucible_train.core.training.sft import SftLoopConfig, run_sft
 from crucible_train.types import (
     AdamParams,
     Datum,
@@ -214,12 +214,11 @@ def _datums(n: int) -> list[Datum]:
 
 def measure(latency_s: float, steps: int, submit_ahead: int) -> float:
     """Steps/s of ``run_sft`` (``submit_ahead``) against the latency backend."""
-    config = SftConfig(
+    config = SftLoopConfig(
         batch_size=8,
         num_epochs=1,
         max_steps=steps,
         warmup_steps=0,
-        eval_every=0,
         save_every=0,
         submit_ahead=submit_ahead,
     )
@@ -232,7 +231,7 @@ def measure(latency_s: float, steps: int, submit_ahead: int) -> float:
                 training=client,  # type: ignore[arg-type]
                 train_datums=_datums(8 * steps),
                 metrics=sink,  # type: ignore[arg-type]
-                run_dir=Path(run_dir),
+                run_store=FilesRunStore(run_dir),
             )
     finally:
         client.close()

@@ -7,7 +7,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, ClassVar
 
+import numpy as np
+import numpy.typing as npt
+
 from crucible_train.ports.metrics import MetricsSink, MetricValue
+from crucible_train.ports.run_store import CheckpointRecord, RunStore
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.tokenizer import Tokenizer
 from crucible_train.types import ModelInput, SampleResponse, SamplingParams, TokensWithLogprobs
@@ -52,6 +56,55 @@ class RecordingMetricsSink(MetricsSink):
     def close(self, exit_code: int = 0) -> None:
         self.closed += 1
         self.exit_codes.append(exit_code)
+
+
+class FakeRunStore(RunStore):
+    """A run store in memory: records, arrays and every metric rewind are attributes.
+
+    Args:
+        metrics: the sink whose rows the metric rewind drops, as the files store drops the
+            rows the files sink wrote (:attr:`metrics`; a new one when not given).
+        location: what messages name as the run's place.
+    """
+
+    def __init__(
+        self, *, metrics: RecordingMetricsSink | None = None, location: str = "memory://run"
+    ) -> None:
+        self.records: list[CheckpointRecord] = []
+        self.arrays: dict[str, dict[str, npt.NDArray[Any]]] = {}
+        self.rewinds: list[int] = []
+        self.metrics = metrics if metrics is not None else RecordingMetricsSink()
+        self._location = location
+
+    @property
+    def location(self) -> str:
+        return self._location
+
+    def arrays_location(self, name: str) -> str:
+        return f"{self._location}/{name}"
+
+    def checkpoint_records(self) -> list[CheckpointRecord]:
+        return list(self.records)
+
+    def append_checkpoint_record(self, record: CheckpointRecord) -> None:
+        self.records.append(record)
+
+    def rewind_metrics(self, first_step: int) -> int:
+        self.rewinds.append(first_step)
+        rows = self.metrics.rows
+        kept = [row for row in rows if row[0] is None or row[0] < first_step]
+        dropped = len(rows) - len(kept)
+        rows[:] = kept
+        return dropped
+
+    def save_arrays(self, name: str, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        self.arrays[name] = {key: np.array(value, copy=True) for key, value in arrays.items()}
+
+    def load_arrays(self, name: str) -> dict[str, np.ndarray[Any, Any]] | None:
+        stored = self.arrays.get(name)
+        if stored is None:
+            return None
+        return {key: np.array(value, copy=True) for key, value in stored.items()}
 
 
 # --- sampling: a scripted sampler, a character tokenizer and a toy chat renderer ------------

@@ -53,7 +53,6 @@ __all__ = [
     "SECRET_METADATA_KEY",
     "FieldSpec",
     "FieldValidator",
-    "TrainSettings",
     "at_least",
     "coerce_env_text",
     "field_specs",
@@ -228,23 +227,6 @@ def one_of(choices: Collection[str]) -> FieldValidator:
 
 
 # --- settings shared by every recipe ----------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class TrainSettings:
-    """``train``: the settings of ``crucible-train train`` shared by every recipe.
-
-    The recipe sub-blocks (``train.sft``, ``train.rl``, ...) are validated by the
-    container against the recipes' own config classes (core; this module may not import
-    them).
-
-    Args:
-        renderer: chat renderer over the configured tokenizer (``qwen3_instruct``, ...).
-        runs_root: directory holding one run directory per ``train`` invocation.
-    """
-
-    renderer: str = attrs.field(default="qwen3_instruct", validator=not_blank)
-    runs_root: str = path_field(default="runs", validator=not_blank)
 
 
 # --- names that moved -------------------------------------------------------------------

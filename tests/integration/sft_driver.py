@@ -13,12 +13,15 @@ from pathlib import Path
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
+from crucible_train.adapters.files.run_store import FilesRunStore
 from crucible_train.adapters.local_torch.training_client import LocalTorchTrainingClient
 from crucible_train.core.evaluation.evaluators import EvaluatorRunner, NLLEvaluator
 from crucible_train.core.renderers import get_renderer
-from crucible_train.core.training.arithmetic import ArithmeticAccuracyEvaluator, ArithmeticTask
 from crucible_train.core.training.data import conversations_to_datums
-from crucible_train.core.training.sft import SftConfig, run_sft
+from crucible_train.core.training.sft import run_sft
+from crucible_train.recipes.arithmetic.evaluator import ArithmeticAccuracyEvaluator
+from crucible_train.recipes.arithmetic.task import ArithmeticTask
+from crucible_train.recipes.sft import SftConfig
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 CONFIG = SftConfig(
@@ -79,7 +82,7 @@ def main(run_dir: Path) -> None:
             training=training,
             train_datums=train.datums,
             metrics=sink,
-            run_dir=run_dir,
+            run_store=FilesRunStore(run_dir),
             evaluators=runner,
             resume=True,
             data_metrics={"data/skipped": float(train.skipped)},

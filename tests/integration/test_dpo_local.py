@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from crucible_train.core.training.dpo import DpoConfig, PreferencePair, pairs_to_datums, run_dpo
+from crucible_train.adapters.files.run_store import FilesRunStore
+from crucible_train.core.training.dpo import DpoLoopConfig, run_dpo
+from crucible_train.core.training.preference_data import PreferencePair, pairs_to_datums
 
 from fakes import RecordingMetricsSink
 
@@ -47,7 +49,7 @@ def test_held_out_preference_accuracy_rises(tmp_path: Path) -> None:
         checkpoint_dir=str(tmp_path / "checkpoints"),
     )
     sink = RecordingMetricsSink()
-    config = DpoConfig(
+    config = DpoLoopConfig(
         learning_rate=1e-2,
         lr_schedule="constant",
         batch_size=8,
@@ -63,7 +65,7 @@ def test_held_out_preference_accuracy_rises(tmp_path: Path) -> None:
             train_pairs=train.datums,
             test_pairs=test.datums,
             metrics=sink,
-            run_dir=tmp_path,
+            run_store=FilesRunStore(tmp_path),
         )
     finally:
         client.close()
@@ -74,3 +76,4 @@ def test_held_out_preference_accuracy_rises(tmp_path: Path) -> None:
     assert evals[-1]["test/accuracy"] >= 0.9
     assert result.final_record is not None
     assert result.final_record.final
+    assert (tmp_path / "dpo_reference.npz").is_file()

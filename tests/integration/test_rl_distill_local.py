@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
+from crucible_train.adapters.files.run_store import FilesRunStore
 from crucible_train.adapters.local_torch.sampling_client import (
     LocalTorchSamplingClient,
 )
@@ -19,9 +20,9 @@ from crucible_train.adapters.local_torch.training_client import (
 )
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.checkpoints import CheckpointLog
-from crucible_train.core.training.distill import DistillConfig, run_distill_job
 from crucible_train.core.training.job import JobContext
-from crucible_train.core.training.rl import RlConfig, run_rl_job
+from crucible_train.recipes.distill import DistillConfig, run_distill_job
+from crucible_train.recipes.rl import RlConfig, run_rl_job
 
 from fakes import RecordingMetricsSink
 
@@ -51,7 +52,7 @@ def _context(tmp_path: Path, name: str, **extra: Any) -> tuple[JobContext, Recor
         renderer=get_renderer("qwen3_instruct", tokenizer),
         datasets=None,  # type: ignore[arg-type]  # the built-in environments read no files
         metrics=sink,
-        run_dir=run_dir,
+        run_store=FilesRunStore(run_dir),
         **extra,
     )
     return ctx, sink
@@ -79,7 +80,7 @@ def test_rl_job_runs_and_checkpoints(tmp_path: Path) -> None:
     # The sampler is the policy itself, so sampled and trained logprobs agree at step 0.
     assert abs(float(rows[0]["kl_sample_train_v1"])) < 1e-3
     assert "test/accuracy" in result.last_metrics
-    records = CheckpointLog(ctx.run_dir).records()
+    records = CheckpointLog(ctx.run_store).records()
     assert [(r.name, r.step) for r in records] == [("000001", 1), ("final", 2)]
     assert Path(records[-1].sampler_path or "").is_dir()
     json.dumps(result.last_metrics)

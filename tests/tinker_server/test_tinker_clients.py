@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from crucible_train.core.training.arithmetic import ArithmeticTask
 from crucible_train.core.training.data import conversations_to_datums
+from crucible_train.recipes.arithmetic.task import ArithmeticTask
 from crucible_train.types import AdamParams, Datum, ModelInput, SamplingParams
 
 pytestmark = pytest.mark.tinker_server

@@ -14,13 +14,16 @@ from typing import Any
 
 import pytest
 
-from crucible_train.core.training.arithmetic import ArithmeticTask
+from crucible_train.adapters.files.run_store import FilesRunStore
 from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.data import conversations_to_datums
-from crucible_train.core.training.dpo import DpoConfig, PreferencePair, pairs_to_datums, run_dpo
+from crucible_train.core.training.dpo import DpoLoopConfig, run_dpo
 from crucible_train.core.training.job import JobContext
-from crucible_train.core.training.rl import RlConfig, run_rl_job
-from crucible_train.core.training.sft import SftConfig, run_sft
+from crucible_train.core.training.preference_data import PreferencePair, pairs_to_datums
+from crucible_train.core.training.sft import run_sft
+from crucible_train.recipes.arithmetic.task import ArithmeticTask
+from crucible_train.recipes.rl import RlConfig, run_rl_job
+from crucible_train.recipes.sft import SftConfig
 
 from fakes import RecordingMetricsSink
 
@@ -60,7 +63,7 @@ def test_sft_five_steps_lower_the_train_nll(
         training=training_clients(),
         train_datums=train.datums,
         metrics=sink,
-        run_dir=tmp_path,
+        run_store=FilesRunStore(tmp_path),
     )
     nll = _column(sink, "train/nll")
     assert [step for step, _ in nll] == [0, 1, 2, 3, 4]
@@ -78,7 +81,7 @@ def test_sft_five_steps_lower_the_train_nll(
     assert final.final
     assert (final.state_path or "").startswith("tinker://"), final
     assert (final.sampler_path or "").startswith("tinker://"), final
-    assert [r.name for r in CheckpointLog(tmp_path).records()] == ["final"]
+    assert [r.name for r in CheckpointLog(FilesRunStore(tmp_path)).records()] == ["final"]
 
 
 def test_one_rl_iteration_with_importance_sampling(
@@ -90,7 +93,7 @@ def test_one_rl_iteration_with_importance_sampling(
         renderer=renderer,
         datasets=None,  # type: ignore[arg-type]  # the built-in environment reads no files
         metrics=sink,
-        run_dir=tmp_path,
+        run_store=FilesRunStore(tmp_path),
     )
     config = RlConfig(
         max_steps=1,
@@ -119,7 +122,7 @@ def test_one_rl_iteration_with_importance_sampling(
     assert -1.0 <= float(row["reward/mean"]) <= 1.0
     assert "test/accuracy" in result.last_metrics
     assert 0.0 <= result.last_metrics["test/accuracy"] <= 1.0
-    records = CheckpointLog(tmp_path).records()
+    records = CheckpointLog(ctx.run_store).records()
     assert [r.name for r in records] == ["final"]
     assert (records[-1].sampler_path or "").startswith("tinker://")
 
@@ -141,7 +144,7 @@ def test_dpo_custom_loss_goes_down_on_one_pair_set(
     data = pairs_to_datums(_pairs(), renderer)
     n_pairs = len(data.datums) // 2
     assert n_pairs == 4
-    config = DpoConfig(
+    config = DpoLoopConfig(
         # Adam moves every LoRA weight by about the learning rate per step; larger rates
         # overshoot on four pairs by the third step (2e-2: 0.693, 0.672, 0.674).
         learning_rate=3e-3,
@@ -162,7 +165,7 @@ def test_dpo_custom_loss_goes_down_on_one_pair_set(
         train_pairs=data.datums,
         test_pairs=data.datums,
         metrics=sink,
-        run_dir=tmp_path,
+        run_store=FilesRunStore(tmp_path),
     )
     losses = _column(sink, "dpo/loss")
     assert [step for step, _ in losses] == [0, 1, 2]

@@ -33,6 +33,7 @@ from crucible_train.container.wiring import (
     container_from_config,
     find_spools,
     injected_arguments,
+    run_store,
     sync_metrics_spools,
 )
 from crucible_train.container.yaml_loading import PACKAGED_CONFIG
@@ -56,5 +57,6 @@ __all__ = [
     "find_spools",
     "injected_arguments",
     "load_config",
+    "run_store",
     "sync_metrics_spools",
 ]

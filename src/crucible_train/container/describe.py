@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
-from crucible_train.config import TrainSettings, field_specs
+from crucible_train.config import field_specs
 from crucible_train.container.backends import Backend
 from crucible_train.container.settings import MetricsSettings
 from crucible_train.container.train_recipes import TRAIN_KEY
 from crucible_train.container.validation import METRICS_PORT
 from crucible_train.ports import PORTS
+from crucible_train.recipes.settings import TrainSettings
 
 __all__ = [
     "KeyPath",

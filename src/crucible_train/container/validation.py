@@ -20,7 +20,6 @@ import attrs
 
 from crucible_train.config import (
     FieldSpec,
-    TrainSettings,
     coerce_env_text,
     field_specs,
     resolve_path_fields,
@@ -34,6 +33,7 @@ from crucible_train.container.train_recipes import TRAIN_KEY
 from crucible_train.container.yaml_loading import EnvLeaf, from_env, raw_text, unset_message
 from crucible_train.core.renderers.registry import list_renderers
 from crucible_train.errors import ConfigurationError, MissingSecretError
+from crucible_train.recipes.settings import TrainSettings
 
 __all__ = ["METRICS_PORT", "Report", "Validator"]
 

@@ -15,6 +15,7 @@ from this diagram (:data:`BACKENDS`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -31,6 +32,7 @@ from crucible_train.adapters.delivery.sync import SpoolResult, sync_run_dir
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
+from crucible_train.adapters.files.run_store import FilesRunStore
 from crucible_train.adapters.files.settings import (
     FilesBlobStoreSettings,
     FilesDatasetStoreSettings,
@@ -101,6 +103,7 @@ from crucible_train.ports import (
     TrainingClient,
     VectorStore,
 )
+from crucible_train.ports.run_store import RunStore
 
 __all__ = [
     "BACKENDS",
@@ -110,6 +113,7 @@ __all__ = [
     "container_from_config",
     "find_spools",
     "injected_arguments",
+    "run_store",
     "sync_metrics_spools",
 ]
 
@@ -344,6 +348,12 @@ def container_from_config(resolved: ResolvedConfig) -> AppContainer:
     container.config.from_dict(resolved.as_dict(redact_secrets=False))
     container.secret_values.set_provides(resolved.secret_values())
     return container
+
+
+def run_store(run_dir: str | os.PathLike[str]) -> RunStore:
+    """The run store of ``run_dir`` (files adapter): checkpoint records, metric rewind on
+    resume, stored arrays. Not a ``containers.yaml`` port: every run directory is files."""
+    return FilesRunStore(run_dir)
 
 
 # --- logs sync: the spools the metrics sinks above left behind ---------------------------

@@ -35,10 +35,16 @@ from typing import Any
 
 import attrs
 
-from crucible_train.container import TRAIN_KEY, TRAIN_RECIPES, ResolvedConfig, load_config
+from crucible_train.container import (
+    TRAIN_KEY,
+    TRAIN_RECIPES,
+    ResolvedConfig,
+    load_config,
+    run_store,
+)
 from crucible_train.core.config_dump import dump_config
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
-from crucible_train.core.training.distill import DEFAULT_STUDENT, check_same_format
+from crucible_train.core.training.distill import check_same_format
 from crucible_train.core.training.job import JobContext, LoopResult
 from crucible_train.entrypoints.model_facts import OFFLINE_MODEL_INFO
 from crucible_train.entrypoints.run_dirs import (
@@ -52,6 +58,7 @@ from crucible_train.entrypoints.run_dirs import (
     read_json,
 )
 from crucible_train.errors import ConfigurationError
+from crucible_train.recipes.distill import DEFAULT_STUDENT
 
 __all__ = [
     "DESCRIPTIVE_PORTS",
@@ -240,7 +247,7 @@ def _choose_run_dir(options: TrainOptions, runs_root: Path) -> Path:
     if options.resume:
         if not (run_dir / CONFIG_FILE).exists():
             raise ConfigurationError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} missing)")
-    elif CheckpointLog(run_dir).records():
+    elif CheckpointLog(run_store(run_dir)).records():
         raise ConfigurationError(
             f"--run-dir: {run_dir} already holds a run; add --resume to continue it, "
             "or choose another directory"

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from crucible_train.container import run_store
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.errors import ConfigurationError
 
@@ -105,7 +106,7 @@ def find_sft_start(runs_root: Path, start_from_step: int | None = None) -> SftSt
             ``start_from_step`` (the message lists the steps it has).
     """
     for run in _runs_of(runs_root, SFT):
-        records = CheckpointLog(run).records()
+        records = CheckpointLog(run_store(run)).records()
         final = [r for r in records if r.final and r.sampler_path is not None]
         if not final:
             continue  # unfinished or interrupted: not a starting point

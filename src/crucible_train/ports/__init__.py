@@ -1,7 +1,9 @@
 """Ports: the small contracts core code depends on; adapters implement them.
 
 One module per port. Ports import only the standard library, attrs, numpy and
-:mod:`crucible_train.types` / :mod:`crucible_train.errors`.
+:mod:`crucible_train.types` / :mod:`crucible_train.errors`. :data:`PORTS` lists the ports
+configured in ``containers.yaml``; the :class:`RunStore` is not one of them (the container
+builds one per run directory).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from crucible_train.ports.hub import HubClient
 from crucible_train.ports.llm import Completion, LLMClient, LLMParams
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 from crucible_train.ports.model_info import ModelConfig, ModelInfo
+from crucible_train.ports.run_store import CheckpointRecord, RunStore
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.tokenizer import Tokenizer
 from crucible_train.ports.training import CustomLossFn, CustomLossResult, TrainingClient
@@ -21,6 +24,7 @@ from crucible_train.ports.vector_store import VectorMatch, VectorStore
 
 __all__ = [
     "BlobStore",
+    "CheckpointRecord",
     "Completion",
     "CustomLossFn",
     "CustomLossResult",
@@ -36,6 +40,7 @@ __all__ = [
     "MetricsSink",
     "ModelConfig",
     "ModelInfo",
+    "RunStore",
     "SamplingClient",
     "Tokenizer",
     "TrainingClient",

@@ -15,10 +15,11 @@ from typing import Any
 import attrs
 import pytest
 
-from crucible_train.config import TrainSettings, field_specs
+from crucible_train.config import field_specs
 from crucible_train.container import TRAIN_KEY, TRAIN_RECIPES, backends_of
 from crucible_train.container.describe import field_descriptions, yaml_value
 from crucible_train.container.settings import MetricsSettings
+from crucible_train.recipes.settings import TrainSettings
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 NO_SETTINGS = "no settings"

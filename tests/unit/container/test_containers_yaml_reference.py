@@ -21,12 +21,13 @@ import attrs
 import pytest
 import yaml
 
-from crucible_train.config import TrainSettings, field_specs
+from crucible_train.config import field_specs
 from crucible_train.container import TRAIN_KEY, TRAIN_RECIPES, backends_of
 from crucible_train.container.describe import field_descriptions
 from crucible_train.container.settings import MetricsSettings
 from crucible_train.container.yaml_loading import StrictLoader
 from crucible_train.ports import PORTS
+from crucible_train.recipes.settings import TrainSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONTAINERS_YAML = REPO_ROOT / "containers.yaml"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from crucible_train.container import run_store
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 
 MakeRun = Callable[[Path, str, list[CheckpointRecord]], Path]
@@ -16,7 +17,7 @@ MakeRecord = Callable[..., CheckpointRecord]
 def _sft_run(root: Path, name: str, records: list[CheckpointRecord]) -> Path:
     run = root / name
     run.mkdir(parents=True)
-    log = CheckpointLog(run)
+    log = CheckpointLog(run_store(run))
     for record in records:
         log.append(record)
     return run

@@ -9,25 +9,23 @@ import numpy as np
 import pytest
 from test_rl import Builder, FakeTrainingClient, SeededSampler
 
-from crucible_train.core.training.arithmetic_env import PromptOnlyEnv
-from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.distill import (
-    DEFAULT_STUDENT,
-    DistillConfig,
+    DistillLoopConfig,
     check_same_format,
     distillation_advantages,
     run_distill,
 )
-from crucible_train.core.training.rl import (
+from crucible_train.core.training.envs import (
     EnvGroupBuilder,
+    PromptOnlyEnv,
     Trajectory,
     Transition,
-    trajectory_to_datums,
 )
+from crucible_train.core.training.rl import trajectory_to_datums
 from crucible_train.errors import ConfigurationError
 from crucible_train.types import ModelInput, TokensWithLogprobs
 
-from fakes import RecordingMetricsSink
+from fakes import FakeRunStore, RecordingMetricsSink
 
 
 class PromptDataset:
@@ -79,26 +77,24 @@ def test_mismatched_teacher_and_student_are_refused() -> None:
         check_same_format("qwen3_instruct", "qwen3_instruct", 512, 1024)
 
 
-def test_default_student_is_smaller_and_fresh() -> None:
-    config = DistillConfig()
-    assert config.student == DEFAULT_STUDENT
-    assert config.student["model_path"] is None
-    assert config.student["hidden_size"] < 128
+def test_the_loop_config_refuses_a_loss_that_is_not_a_policy_loss() -> None:
+    assert DistillLoopConfig().loss_fn == "importance_sampling"
     with pytest.raises(ConfigurationError, match="loss_fn"):
-        DistillConfig(loss_fn="cross_entropy")
+        DistillLoopConfig(loss_fn="cross_entropy")
 
 
 def test_distill_loop_trains_on_teacher_scored_samples(tmp_path: Path) -> None:
     calls: list[object] = []
     client = FakeTrainingClient(tmp_path, calls)
     sink = RecordingMetricsSink()
+    store = FakeRunStore()
     result = run_distill(
-        DistillConfig(max_steps=3, save_every=0, eval_every=0),
+        DistillLoopConfig(max_steps=3, save_every=0),
         training=client,
         teacher=SeededSampler(),
         dataset=PromptDataset(),
         metrics=sink,
-        run_dir=tmp_path,
+        run_store=store,
     )
     assert result.steps_done == 3
     assert all("teacher_kl" in row for _, row in sink.rows)
@@ -111,4 +107,4 @@ def test_distill_loop_trains_on_teacher_scored_samples(tmp_path: Path) -> None:
     # average are pushed up, the others down.
     assert abs(float(advantages.sum())) < 1e-4
     assert advantages.max() > 0 > advantages.min()
-    assert CheckpointLog(tmp_path).records()[-1].final
+    assert store.records[-1].final

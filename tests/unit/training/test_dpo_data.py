@@ -1,4 +1,4 @@
-"""Preference data: JSONL rows (errors name path:line), built-in arithmetic pairs, datums."""
+"""Preference data: JSONL rows (errors name path:line), and datums (of arithmetic pairs)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from typing import Any
 
 import pytest
 
-from crucible_train.core.training.arithmetic import ArithmeticTask
-from crucible_train.core.training.dpo import (
-    arithmetic_pairs,
-    load_preference_pairs,
-    pairs_to_datums,
-    rejected_answer,
-)
+from crucible_train.core.training.preference_data import load_preference_pairs, pairs_to_datums
 from crucible_train.errors import InvalidDataError
 from crucible_train.ports.dataset_store import DatasetRecord
+from crucible_train.recipes.arithmetic.pairs import arithmetic_pairs, rejected_answer
+from crucible_train.recipes.arithmetic.task import ArithmeticTask
 
 
 class FakeDatasetStore:
@@ -79,26 +75,6 @@ def test_malformed_row_names_path_line_and_problem(row: Mapping[str, Any], messa
 def test_empty_dataset_is_refused() -> None:
     with pytest.raises(InvalidDataError, match="no rows"):
         load_preference_pairs(FakeDatasetStore([]), "empty.jsonl")
-
-
-def test_arithmetic_rejected_answers_are_wrong_plausible_and_deterministic() -> None:
-    problems = ArithmeticTask(max_operand=99).problems("train", limit=500)
-    answers = [rejected_answer(p) for p in problems]
-    assert answers == [rejected_answer(p) for p in problems]
-    for problem, wrong in zip(problems, answers, strict=True):
-        assert wrong != problem.answer
-        int(wrong)  # a number
-    gaps = [abs(int(w) - int(p.answer)) for p, w in zip(problems, answers, strict=True)]
-    assert 10 in gaps  # carry errors / off by ten
-    assert any(11 <= gap <= 50 for gap in gaps)  # the "wrong sum" kind
-    swapped = [
-        w for p, w in zip(problems, answers, strict=True) if w == p.answer[:-2] + p.answer[:-3:-1]
-    ]
-    assert swapped  # digit swaps
-    far = [
-        int(w) for p, w in zip(problems, answers, strict=True) if abs(int(w) - int(p.answer)) > 10
-    ]
-    assert all(w >= 0 for w in far)  # a wrong sum is never pushed below zero
 
 
 def test_pairs_render_to_chosen_then_rejected_datums_with_raw_weights() -> None:

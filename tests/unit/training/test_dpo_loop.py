@@ -6,14 +6,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from crucible_train.core.training.checkpoints import CheckpointLog
-from crucible_train.core.training.dpo import REFERENCE_FILE, DpoConfig, run_dpo
+from crucible_train.core.training.dpo import REFERENCE_ARRAYS, DpoLoopConfig, run_dpo
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.training import CustomLossFn
 from crucible_train.types import (
@@ -26,7 +24,7 @@ from crucible_train.types import (
     TensorData,
 )
 
-from fakes import RecordingMetricsSink
+from fakes import FakeRunStore, RecordingMetricsSink
 
 VOCAB = 24
 
@@ -113,7 +111,7 @@ def _pairs(n: int, offset: int = 0) -> list[Datum]:
     return out
 
 
-CONFIG = DpoConfig(
+CONFIG = DpoLoopConfig(
     learning_rate=2.0,
     lr_schedule="constant",
     warmup_steps=0,
@@ -128,12 +126,12 @@ CONFIG = DpoConfig(
 
 
 def _run(
-    run_dir: Path,
+    store: FakeRunStore,
     client: FakeTrainingClient,
     *,
     resume: bool = False,
     stop_after: int | None = None,
-    config: DpoConfig = CONFIG,
+    config: DpoLoopConfig = CONFIG,
 ) -> tuple[Any, RecordingMetricsSink]:
     sink = RecordingMetricsSink()
     stop = threading.Event()
@@ -152,7 +150,7 @@ def _run(
         train_pairs=_pairs(8),
         test_pairs=_pairs(4, offset=4),
         metrics=sink,
-        run_dir=run_dir,
+        run_store=store,
         progress=StopAfter(),
         stop=stop,
         resume=resume,
@@ -164,8 +162,8 @@ def _rows(sink: RecordingMetricsSink) -> list[tuple[int | None, dict[str, Any]]]
     return [(s, {k: v for k, v in m.items() if not k.startswith("time/")}) for s, m in sink.rows]
 
 
-def test_training_raises_held_out_preference_accuracy(tmp_path: Path) -> None:
-    result, sink = _run(tmp_path, FakeTrainingClient())
+def test_training_raises_held_out_preference_accuracy() -> None:
+    result, sink = _run(FakeRunStore(), FakeTrainingClient())
     evals = [m for _, m in sink.rows if "test/dpo_accuracy" in m]
     assert evals[0]["test/dpo_accuracy"] == 0.0  # tied with the reference before any step
     assert evals[-1]["test/dpo_accuracy"] == 1.0
@@ -186,9 +184,10 @@ def test_training_raises_held_out_preference_accuracy(tmp_path: Path) -> None:
     assert not result.interrupted
 
 
-def test_checkpoint_records_name_the_next_step(tmp_path: Path) -> None:
-    _run(tmp_path, FakeTrainingClient())
-    records = CheckpointLog(tmp_path).records()
+def test_checkpoint_records_name_the_next_step() -> None:
+    store = FakeRunStore()
+    _run(store, FakeTrainingClient())
+    records = store.records
     assert [(r.name, r.step, r.epoch, r.batch, r.final) for r in records] == [
         ("000002", 2, 0, 2, False),
         ("000004", 4, 1, 0, False),
@@ -198,23 +197,26 @@ def test_checkpoint_records_name_the_next_step(tmp_path: Path) -> None:
     assert records[0].sampler_path == "sampler/000002"
 
 
-def test_reference_is_computed_once_and_reloaded_on_resume(tmp_path: Path) -> None:
+def test_reference_is_computed_once_and_reloaded_on_resume() -> None:
     uninterrupted_client = FakeTrainingClient()
-    _, uninterrupted = _run(tmp_path / "a", uninterrupted_client)
+    _, uninterrupted = _run(FakeRunStore(), uninterrupted_client)
 
     first = FakeTrainingClient()
-    result, before = _run(tmp_path / "b", first, stop_after=3)
+    store = FakeRunStore()
+    result, before = _run(store, first, stop_after=3)
     # Pipelined one step ahead: step 3 was already submitted when the stop was seen.
     assert result.interrupted
     assert result.steps_done == 4
-    assert (tmp_path / "b" / REFERENCE_FILE).exists()
+    assert list(store.arrays[REFERENCE_ARRAYS]) == ["train", "test", "fingerprint"]
+    assert store.arrays[REFERENCE_ARRAYS]["train"].shape == (8, 2)
     # Reference of train + test (one call each) and the step-0 evaluation.
     assert first.forward_calls == 3
 
     second = FakeTrainingClient()
     second.states = first.states
-    resumed, after = _run(tmp_path / "b", second, resume=True)
+    resumed, after = _run(store, second, resume=True)
     assert resumed.resumed_from == 4
+    assert store.rewinds == [4]
     assert resumed.steps_done == 6
     # Only the final evaluation of the 8 held-out datums: the reference was not recomputed.
     assert second.forward_calls == 1
@@ -224,19 +226,24 @@ def test_reference_is_computed_once_and_reloaded_on_resume(tmp_path: Path) -> No
     assert kept + _rows(after) == _rows(uninterrupted)
 
 
-def test_resume_without_the_reference_file_is_refused(tmp_path: Path) -> None:
+def test_resume_without_the_reference_file_is_refused() -> None:
     first = FakeTrainingClient()
-    _run(tmp_path, first, stop_after=3)
-    (tmp_path / REFERENCE_FILE).unlink()
+    store = FakeRunStore()
+    _run(store, first, stop_after=3)
+    del store.arrays[REFERENCE_ARRAYS]
     second = FakeTrainingClient()
     second.states = first.states
-    with pytest.raises(ConfigurationError, match="reference log-probs of the initial policy"):
-        _run(tmp_path, second, resume=True)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"cannot resume: memory://run/dpo_reference \(reference log-probs of the initial",
+    ):
+        _run(store, second, resume=True)
 
 
-def test_resume_with_different_data_is_refused(tmp_path: Path) -> None:
+def test_resume_with_different_data_is_refused() -> None:
     first = FakeTrainingClient()
-    _run(tmp_path, first, stop_after=3)
+    store = FakeRunStore()
+    _run(store, first, stop_after=3)
     second = FakeTrainingClient()
     second.states = first.states
     with pytest.raises(ConfigurationError, match="different preference data"):
@@ -246,14 +253,14 @@ def test_resume_with_different_data_is_refused(tmp_path: Path) -> None:
             train_pairs=_pairs(8, offset=1),
             test_pairs=_pairs(4, offset=4),
             metrics=RecordingMetricsSink(),
-            run_dir=tmp_path,
+            run_store=store,
             resume=True,
         )
 
 
 def test_config_validation_lists_every_problem() -> None:
     with pytest.raises(ConfigurationError) as info:
-        DpoConfig(beta=0.0, batch_size=0, beta1=1.0, lr_schedule="nope")
+        DpoLoopConfig(beta=0.0, batch_size=0, beta1=1.0, lr_schedule="nope")
     text = str(info.value)
     for name in ("beta must", "batch_size must", "beta1 must", "lr_schedule"):
         assert name in text

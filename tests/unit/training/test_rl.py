@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from crucible_train.core.training.checkpoints import CheckpointLog
-from crucible_train.core.training.rl import (
+from crucible_train.core.training.envs import (
     EnvGroupBuilder,
-    PolicyDatum,
-    RlConfig,
     StepResult,
     StopSequences,
     Trajectory,
     TrajectoryGroup,
     Transition,
+)
+from crucible_train.core.training.rl import (
+    PolicyDatum,
+    RlLoopConfig,
     apply_kl_penalty,
     compute_advantages,
     derive_seed,
@@ -46,7 +47,7 @@ from crucible_train.types import (
     TokensWithLogprobs,
 )
 
-from fakes import RecordingMetricsSink
+from fakes import FakeRunStore, RecordingMetricsSink
 
 # --- fakes ------------------------------------------------------------------------------
 
@@ -345,18 +346,18 @@ def test_seeds_are_derived_and_distinct() -> None:
 def test_loss_names_are_validated() -> None:
     assert validate_loss_fn("ppo") == "ppo"
     with pytest.raises(ConfigurationError, match="importance_sampling"):
-        RlConfig(loss_fn="cross_entropy")
+        RlLoopConfig(loss_fn="cross_entropy")
     with pytest.raises(ConfigurationError, match="loss_fn"):
-        RlConfig(loss_fn="reinforce")
+        RlLoopConfig(loss_fn="reinforce")
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("group_size", 0), ("learning_rate", 0.0), ("max_tokens", -1), ("kl_penalty_coef", -1.0)],
+    [("save_every", -1), ("learning_rate", 0.0), ("max_tokens", -1), ("kl_penalty_coef", -1.0)],
 )
 def test_bad_config_values_are_refused(field: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=field):
-        RlConfig(**{field: value})
+        RlLoopConfig(**{field: value})
 
 
 # --- the loop ---------------------------------------------------------------------------
@@ -364,53 +365,50 @@ def test_bad_config_values_are_refused(field: str, value: Any) -> None:
 
 def _run(
     tmp_path: Path,
-    run_dir: Path,
+    run: FakeRunStore,
     calls: list[Any],
     *,
     stop_after: int | None = None,
     resume: bool = False,
     **overrides: Any,
 ) -> tuple[FakeTrainingClient, RecordingMetricsSink, Any]:
-    from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
-
+    """One invocation on the run ``run`` (its rows kept in ``run.metrics`` across calls)."""
     client = FakeTrainingClient(tmp_path, calls)
     stop = threading.Event()
-    recorder = RecordingMetricsSink()
 
-    class Sink(FilesMetricsSink):
+    class Sink(RecordingMetricsSink):
         def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
             super().log_metrics(metrics, step)
-            recorder.log_metrics(metrics, step)
+            run.metrics.log_metrics(metrics, step)
             if stop_after is not None and step is not None and step + 1 >= stop_after:
                 stop.set()
 
-    settings: dict[str, Any] = {"max_steps": 6, "save_every": 2, "eval_every": 0}
+    settings: dict[str, Any] = {"max_steps": 6, "save_every": 2}
     settings.update(overrides)
-    sink = Sink(run_dir=str(run_dir))
-    try:
-        result = run_rl(
-            RlConfig(**settings),
-            training=client,
-            dataset=Dataset(10),
-            metrics=sink,
-            run_dir=run_dir,
-            stop=stop,
-            resume=resume,
-        )
-    finally:
-        sink.close()
+    recorder = Sink()
+    result = run_rl(
+        RlLoopConfig(**settings),
+        training=client,
+        dataset=Dataset(10),
+        metrics=recorder,
+        run_store=run,
+        stop=stop,
+        resume=resume,
+    )
     return client, recorder, result
 
 
-def _rows(run_dir: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+def _rows(run: FakeRunStore) -> list[dict[str, Any]]:
+    return [
+        {"step": step} | {k: v for k, v in row.items() if not k.startswith("time/")}
+        for step, row in run.metrics.rows
+    ]
 
 
 def test_loop_records_checkpoints_naming_the_next_batch(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    client, recorder, result = _run(tmp_path, run_dir, [])
-    records = CheckpointLog(run_dir).records()
+    run = FakeRunStore()
+    client, recorder, result = _run(tmp_path, run, [])
+    records = run.records
     assert [(r.name, r.step, r.batch) for r in records] == [
         ("000002", 2, 2),
         ("000004", 4, 4),
@@ -430,7 +428,7 @@ def test_loop_records_checkpoints_naming_the_next_batch(tmp_path: Path) -> None:
 def test_loss_fn_and_config_are_passed_through(tmp_path: Path) -> None:
     client, _, _ = _run(
         tmp_path,
-        tmp_path / "run",
+        FakeRunStore(),
         [],
         max_steps=1,
         loss_fn="ppo",
@@ -442,42 +440,44 @@ def test_loss_fn_and_config_are_passed_through(tmp_path: Path) -> None:
 def test_interrupted_and_resumed_run_reproduces_sampling_and_metrics(tmp_path: Path) -> None:
     whole_calls: list[Any] = []
     (tmp_path / "a").mkdir()
-    _run(tmp_path / "a", tmp_path / "whole", whole_calls)
+    whole = FakeRunStore()
+    _run(tmp_path / "a", whole, whole_calls)
     parts_calls: list[Any] = []
     (tmp_path / "b").mkdir()
-    _, _, first = _run(tmp_path / "b", tmp_path / "parts", parts_calls, stop_after=3)
+    parts = FakeRunStore()
+    _, _, first = _run(tmp_path / "b", parts, parts_calls, stop_after=3)
     assert first.interrupted
     assert first.steps_done == 3
-    assert CheckpointLog(tmp_path / "parts").records()[-1].name == "interrupted-000003"
-    client, _, second = _run(tmp_path / "b", tmp_path / "parts", parts_calls, resume=True)
+    assert parts.records[-1].name == "interrupted-000003"
+    client, _, second = _run(tmp_path / "b", parts, parts_calls, resume=True)
     assert second.resumed_from == 3
     assert second.steps_done == 6
     assert client.steps == 6
+    assert parts.rewinds == [3]
     assert parts_calls == whole_calls
-    assert _rows(tmp_path / "parts") == _rows(tmp_path / "whole")
+    assert _rows(parts) == _rows(whole)
 
 
 def test_kl_reference_is_the_initial_policy_and_kept_across_resume(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    _, recorder, _ = _run(tmp_path, run_dir, [], kl_penalty_coef=0.1, stop_after=2)
+    run = FakeRunStore()
+    _, recorder, _ = _run(tmp_path, run, [], kl_penalty_coef=0.1, stop_after=2)
     assert "kl_policy_base" in recorder.rows[0][1]
-    record = CheckpointLog(run_dir).records()[-1]
+    record = run.records[-1]
     assert record.extra["reference_sampler_path"] == "sampler://kl-reference/0"
-    _run(tmp_path, run_dir, [], kl_penalty_coef=0.1, resume=True)
+    _run(tmp_path, run, [], kl_penalty_coef=0.1, resume=True)
     assert all(
-        r.extra.get("reference_sampler_path") == "sampler://kl-reference/0"
-        for r in CheckpointLog(run_dir).records()
+        r.extra.get("reference_sampler_path") == "sampler://kl-reference/0" for r in run.records
     )
 
 
 def test_empty_dataset_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="no batches"):
         run_rl(
-            RlConfig(),
+            RlLoopConfig(),
             training=FakeTrainingClient(tmp_path, []),
             dataset=Dataset(0),
             metrics=RecordingMetricsSink(),
-            run_dir=tmp_path,
+            run_store=FakeRunStore(),
         )
 
 

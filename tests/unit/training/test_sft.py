@@ -1,4 +1,8 @@
-"""The SFT loop against a recording fake TrainingClient: pipelining, checkpoints, resume."""
+"""The SFT loop against a recording fake TrainingClient: pipelining, checkpoints, resume.
+
+A "run directory" is a :class:`RunDir`: a recording metrics sink and a fake run store that
+rewinds its rows, both kept from a killed run to the run that resumes it.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import pytest
 
-from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
 from crucible_train.core.training.checkpoints import CheckpointLog
-from crucible_train.core.training.sft import SftConfig, run_sft
+from crucible_train.core.training.sft import SftLoopConfig, run_sft
 from crucible_train.errors import ConfigurationError, TrainingClientError
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 from crucible_train.ports.sampling import SamplingClient
@@ -28,7 +32,7 @@ from crucible_train.types import (
     TensorData,
 )
 
-from fakes import RecordingMetricsSink
+from fakes import FakeRunStore, RecordingMetricsSink
 
 # --- fakes ------------------------------------------------------------------------------
 
@@ -126,19 +130,19 @@ class _Killed(BaseException):
 class ObservingSink(MetricsSink):
     """Forwards to ``inner``; checks the checkpoint invariant and can kill or stop the run.
 
-    At each logged row of step ``s``, every record in ``checkpoints.jsonl`` must name a
-    step ``<= s`` (a record for step ``k`` may only exist once rows ``< k`` are logged).
+    At each logged row of step ``s``, every checkpoint record must name a step ``<= s``
+    (a record for step ``k`` may only exist once rows ``< k`` are logged).
     """
 
     def __init__(
         self,
         inner: MetricsSink,
-        run_dir: Path,
+        store: FakeRunStore,
         events: list[str],
         on_row: Callable[[int], None] | None = None,
     ) -> None:
         self.inner = inner
-        self.log = CheckpointLog(run_dir)
+        self.log = CheckpointLog(store)
         self.events = events
         self.on_row = on_row
 
@@ -183,50 +187,62 @@ def _datums(n: int) -> list[Datum]:
 
 
 # 10 datums, batch 3 -> 3 batches per epoch, 3 epochs -> 9 steps; records at 2, 4, 6, 8.
-CONFIG = SftConfig(
+CONFIG = SftLoopConfig(
     batch_size=3,
     num_epochs=3,
     max_steps=None,
     save_every=2,
-    eval_every=0,
     warmup_steps=2,
     learning_rate=1e-3,
 )
 TIME_KEYS = ("train/tokens_per_s",)
 
 
-def _rows(run_dir: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+@attrs.define
+class RunDir:
+    """One run's metric rows and store (in memory) and its training states (``state_dir``)."""
+
+    state_dir: Path
+    store: FakeRunStore = attrs.Factory(FakeRunStore)
+
+    @property
+    def metrics(self) -> RecordingMetricsSink:
+        return self.store.metrics
+
+    @classmethod
+    def at(cls, path: Path) -> RunDir:
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(state_dir=path)
+
+
+def _rows(run: RunDir) -> list[dict[str, Any]]:
     return [
-        {k: v for k, v in row.items() if k not in TIME_KEYS and not k.startswith("time/")}
-        for row in rows
+        {"step": step}
+        | {k: v for k, v in row.items() if k not in TIME_KEYS and not k.startswith("time/")}
+        for step, row in run.metrics.rows
     ]
 
 
 def _run(
-    run_dir: Path,
+    run: RunDir,
     *,
     resume: bool = False,
     on_row: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
-    config: SftConfig = CONFIG,
+    config: SftLoopConfig = CONFIG,
 ) -> tuple[FakeTrainingClient, Any]:
     events: list[str] = []
-    client = FakeTrainingClient(run_dir, events)
-    files = FilesMetricsSink(run_dir=str(run_dir))
-    sink = ObservingSink(files, run_dir, events, on_row)
-    try:
-        result = run_sft(
-            config,
-            training=client,
-            train_datums=_datums(10),
-            metrics=sink,
-            run_dir=run_dir,
-            stop=stop,
-            resume=resume,
-        )
-    finally:
-        files.close()
+    client = FakeTrainingClient(run.state_dir, events)
+    sink = ObservingSink(run.metrics, run.store, events, on_row)
+    result = run_sft(
+        config,
+        training=client,
+        train_datums=_datums(10),
+        metrics=sink,
+        run_store=run.store,
+        stop=stop,
+        resume=resume,
+    )
     return client, result
 
 
@@ -236,7 +252,7 @@ def _run(
 def test_forward_backward_of_the_next_step_is_submitted_before_results_are_awaited(
     tmp_path: Path,
 ) -> None:
-    client, result = _run(tmp_path)
+    client, result = _run(RunDir.at(tmp_path))
     events = client.events
     assert result.steps_done == result.total_steps == 9
     for step in range(8):
@@ -249,7 +265,8 @@ def test_forward_backward_of_the_next_step_is_submitted_before_results_are_await
 def test_periodic_save_is_queued_right_after_its_step_and_the_record_names_the_next_step(
     tmp_path: Path,
 ) -> None:
-    client, _ = _run(tmp_path)
+    run = RunDir.at(tmp_path)
+    client, _ = _run(run)
     events = client.events
     for nxt in (2, 4, 6, 8):
         name = f"{nxt:06d}"
@@ -257,7 +274,7 @@ def test_periodic_save_is_queued_right_after_its_step_and_the_record_names_the_n
         # Saved after optim of step nxt-1 and before anything of step nxt is queued.
         assert events[at - 1] == f"optim:{nxt - 1}"
         assert events.index(f"fb:{nxt}") > at
-    records = CheckpointLog(tmp_path).records()
+    records = run.store.records
     assert [(r.name, r.step, r.epoch, r.batch) for r in records] == [
         ("000002", 2, 0, 2),
         ("000004", 4, 1, 1),
@@ -272,45 +289,51 @@ def test_periodic_save_is_queued_right_after_its_step_and_the_record_names_the_n
     assert records[-1].sampler_path == "sampler://final"
 
 
+class _AppendWatchingStore(FakeRunStore):
+    """Keeps, with each appended record, the client events that happened before it."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+        self.appended: list[tuple[str, list[str]]] = []
+
+    def append_checkpoint_record(self, record: Any) -> None:
+        self.appended.append((record.name, list(self.events)))
+        super().append_checkpoint_record(record)
+
+
 def test_record_is_appended_only_after_its_save_completed_and_earlier_metrics(
     tmp_path: Path,
 ) -> None:
-    appended: list[tuple[str, list[str]]] = []
-    original = CheckpointLog.append
-
-    def spy(self: CheckpointLog, record: Any) -> None:
-        appended.append((record.name, list(events)))
-        original(self, record)
-
     events: list[str] = []
     client = FakeTrainingClient(tmp_path, events)
-    sink = ObservingSink(RecordingMetricsSink(), tmp_path, events)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(CheckpointLog, "append", spy)
-        run_sft(CONFIG, training=client, train_datums=_datums(10), metrics=sink, run_dir=tmp_path)
-    for name, before in appended[:-1]:
+    store = _AppendWatchingStore(events)
+    sink = ObservingSink(RecordingMetricsSink(), store, events)
+    run_sft(CONFIG, training=client, train_datums=_datums(10), metrics=sink, run_store=store)
+    for name, before in store.appended[:-1]:
         step = int(name)
         assert f"await save_state:{name}" in before
         assert f"await sampler:{name}" in before
         assert all(f"metrics:{s}" in before for s in range(step))
-    name, before = appended[-1]
+    name, before = store.appended[-1]
     assert name == "final"
     assert "await save_state:final" in before
 
 
 @pytest.mark.parametrize("kill_at", [1, 3, 4, 5, 8])
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path, kill_at: int) -> None:
-    reference, _ = _run(tmp_path / "reference")
+    reference = RunDir.at(tmp_path / "reference")
+    trained, _ = _run(reference)
 
     def kill(step: int) -> None:
         if step == kill_at:
             raise _Killed
 
-    run_dir = tmp_path / "killed"
+    run = RunDir.at(tmp_path / "killed")
     with pytest.raises(_Killed):
-        _run(run_dir, on_row=kill)
-    last = CheckpointLog(run_dir).last_resumable()
-    client, result = _run(run_dir, resume=True)
+        _run(run, on_row=kill)
+    last = CheckpointLog(run.store).last_resumable()
+    client, result = _run(run, resume=True)
 
     expected_start = last.step if last is not None else 0
     assert result.resumed_from == (expected_start if last is not None else None)
@@ -318,10 +341,10 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path, kill_a
         assert f"load_state:{last.name}.json" in client.events
         # The first batch trained after resuming is the recorded (epoch, batch).
         assert client.events.index("await load_state") < client.events.index("fb:0")
-    assert client.trained == reference.trained
-    assert client.lrs == reference.lrs
-    assert _rows(run_dir) == _rows(tmp_path / "reference")
-    assert CheckpointLog(run_dir).records()[-1].final
+    assert client.trained == trained.trained
+    assert client.lrs == trained.lrs
+    assert _rows(run) == _rows(reference)
+    assert run.store.records[-1].final
 
 
 def test_resume_truncates_metric_rows_of_steps_it_reruns(tmp_path: Path) -> None:
@@ -329,51 +352,56 @@ def test_resume_truncates_metric_rows_of_steps_it_reruns(tmp_path: Path) -> None
         if step == 5:
             raise _Killed
 
+    run = RunDir.at(tmp_path)
     with pytest.raises(_Killed):
-        _run(tmp_path, on_row=kill)
-    steps = [row["step"] for row in _rows(tmp_path)]
+        _run(run, on_row=kill)
+    steps = [row["step"] for row in _rows(run)]
     assert steps == [0, 1, 2, 3, 4]  # row 5 was never written
     # Resume from record 000004: rows of step 4 are dropped and logged again.
-    client, result = _run(tmp_path, resume=True)
+    client, result = _run(run, resume=True)
     assert result.resumed_from == 4
+    assert run.store.rewinds == [4]
     assert len(client.trained) == 9
-    assert [row["step"] for row in _rows(tmp_path)] == list(range(9))
+    assert [row["step"] for row in _rows(run)] == list(range(9))
 
 
 def test_stop_event_saves_an_interrupted_checkpoint_and_resume_finishes(tmp_path: Path) -> None:
-    reference, _ = _run(tmp_path / "reference")
+    reference = RunDir.at(tmp_path / "reference")
+    trained, _ = _run(reference)
     stop = threading.Event()
 
     def interrupt(step: int) -> None:
         if step == 4:
             stop.set()
 
-    run_dir = tmp_path / "run"
-    client, result = _run(run_dir, on_row=interrupt, stop=stop)
+    run = RunDir.at(tmp_path / "run")
+    client, result = _run(run, on_row=interrupt, stop=stop)
     assert result.interrupted
     # Step 5 was already queued when step 4's metrics were logged; both are finished.
     assert result.steps_done == 6
     assert result.final_record is not None
     assert result.final_record.name == "interrupted-000006"
-    last = CheckpointLog(run_dir).records()[-1]
+    last = run.store.records[-1]
     assert (last.name, last.step, last.epoch, last.batch) == ("interrupted-000006", 6, 2, 0)
     assert not last.final
     assert len(client.trained) == 6
 
-    client, result = _run(run_dir, resume=True)
+    client, result = _run(run, resume=True)
     assert result.resumed_from == 6
     assert not result.interrupted
-    assert client.trained == reference.trained
-    assert _rows(run_dir) == _rows(tmp_path / "reference")
+    assert client.trained == trained.trained
+    assert _rows(run) == _rows(reference)
 
 
 def test_resume_of_a_finished_run_does_nothing(tmp_path: Path) -> None:
-    _run(tmp_path)
-    client, result = _run(tmp_path, resume=True)
+    run = RunDir.at(tmp_path)
+    _run(run)
+    client, result = _run(run, resume=True)
     assert client.trained == []
     assert not result.interrupted
     assert result.final_record is not None
     assert result.final_record.final
+    assert run.store.rewinds == []
 
 
 def test_resume_without_a_record_starts_afresh_and_drops_stale_rows(tmp_path: Path) -> None:
@@ -381,27 +409,30 @@ def test_resume_without_a_record_starts_afresh_and_drops_stale_rows(tmp_path: Pa
         if step == 1:
             raise _Killed
 
+    run = RunDir.at(tmp_path)
     with pytest.raises(_Killed):
-        _run(tmp_path, on_row=kill)
-    assert CheckpointLog(tmp_path).last_resumable() is None
-    client, result = _run(tmp_path, resume=True)
+        _run(run, on_row=kill)
+    assert CheckpointLog(run.store).last_resumable() is None
+    client, result = _run(run, resume=True)
     assert result.resumed_from is None
+    assert run.store.rewinds == [0]
     assert len(client.trained) == 9
-    assert [row["step"] for row in _rows(tmp_path)] == list(range(9))
+    assert [row["step"] for row in _rows(run)] == list(range(9))
 
 
 def test_max_steps_caps_the_run_and_the_schedule(tmp_path: Path) -> None:
-    config = SftConfig(batch_size=3, num_epochs=3, max_steps=4, save_every=0, warmup_steps=0)
-    client, result = _run(tmp_path, config=config)
+    config = SftLoopConfig(batch_size=3, num_epochs=3, max_steps=4, save_every=0, warmup_steps=0)
+    run = RunDir.at(tmp_path)
+    client, result = _run(run, config=config)
     assert result.total_steps == 4
     assert len(client.trained) == 4
     assert client.lrs[0] == pytest.approx(config.learning_rate)
     assert client.lrs == sorted(client.lrs, reverse=True)  # linear decay
-    assert [r.name for r in CheckpointLog(tmp_path).records()] == ["final"]
+    assert [r.name for r in run.store.records] == ["final"]
 
 
 def test_batches_are_a_seeded_shuffle_per_epoch_without_repeats(tmp_path: Path) -> None:
-    client, _ = _run(tmp_path)
+    client, _ = _run(RunDir.at(tmp_path))
     epochs = [[i for batch in client.trained[e * 3 : e * 3 + 3] for i in batch] for e in range(3)]
     assert all(len(set(ids)) == 9 for ids in epochs)
     assert epochs[0] != epochs[1]
@@ -409,7 +440,7 @@ def test_batches_are_a_seeded_shuffle_per_epoch_without_repeats(tmp_path: Path) 
 
 def test_batch_size_larger_than_the_data_names_both_numbers(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"batch_size 64 .*\(10 examples\)"):
-        _run(tmp_path, config=SftConfig(batch_size=64))
+        _run(RunDir.at(tmp_path), config=SftLoopConfig(batch_size=64))
 
 
 def test_empty_training_set_is_refused(tmp_path: Path) -> None:
@@ -419,13 +450,14 @@ def test_empty_training_set_is_refused(tmp_path: Path) -> None:
             training=FakeTrainingClient(tmp_path),
             train_datums=[],
             metrics=RecordingMetricsSink(),
-            run_dir=tmp_path,
+            run_store=FakeRunStore(),
         )
 
 
 def test_train_metrics_have_the_documented_names(tmp_path: Path) -> None:
-    _run(tmp_path)
-    row = _rows(tmp_path)[0]
+    run = RunDir.at(tmp_path)
+    _run(run)
+    row = _rows(run)[0]
     assert row["train/nll"] == pytest.approx(0.5)
     for key in ("lr", "epoch", "progress", "num_sequences", "num_tokens", "num_loss_tokens"):
         assert key in row
@@ -465,24 +497,21 @@ class FailingTrainingClient(FakeTrainingClient):
 def test_a_backend_failure_surfaces_typed_and_leaves_a_resumable_record(
     tmp_path: Path, fail_at: int
 ) -> None:
-    reference, _ = _run(tmp_path / "reference")
-    run_dir = tmp_path / "failed"
-    files = FilesMetricsSink(run_dir=str(run_dir))
-    try:
-        with pytest.raises(TrainingClientError, match="went away"):
-            run_sft(
-                CONFIG,
-                training=FailingTrainingClient(run_dir, fail_at),
-                train_datums=_datums(10),
-                metrics=files,
-                run_dir=run_dir,
-            )
-    finally:
-        files.close()
-    last = CheckpointLog(run_dir).last_resumable()
+    reference = RunDir.at(tmp_path / "reference")
+    trained, _ = _run(reference)
+    run = RunDir.at(tmp_path / "failed")
+    with pytest.raises(TrainingClientError, match="went away"):
+        run_sft(
+            CONFIG,
+            training=FailingTrainingClient(run.state_dir, fail_at),
+            train_datums=_datums(10),
+            metrics=run.metrics,
+            run_store=run.store,
+        )
+    last = CheckpointLog(run.store).last_resumable()
     assert last is not None
     assert last.step <= fail_at  # never a record for a step whose state is unknown
-    client, result = _run(run_dir, resume=True)
+    client, result = _run(run, resume=True)
     assert result.resumed_from == last.step
-    assert client.trained == reference.trained
-    assert _rows(run_dir) == _rows(tmp_path / "reference")
+    assert client.trained == trained.trained
+    assert _rows(run) == _rows(reference)

@@ -18,53 +18,42 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 
 from crucible_train.core.evaluation.evaluators import EvaluatorRunner
-from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.core.training.envs import RLDataset
+from crucible_train.core.training.job import LoopResult
 from crucible_train.core.training.progress import Progress
 from crucible_train.core.training.rl import (
     PolicyDatum,
     PolicyLoopSettings,
-    RLDataset,
     adam_params,
     check_loss_name,
-    check_non_negative,
-    check_optional_whole,
-    check_positive,
-    check_whole,
     reference_logprobs,
     run_policy_loop,
     validate_loss_fn,
 )
+from crucible_train.core.training.validators import (
+    check_non_negative,
+    check_optional_whole,
+    check_positive,
+    check_whole,
+)
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.metrics import MetricsSink
+from crucible_train.ports.run_store import RunStore
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.training import TrainingClient
 
 __all__ = [
-    "DEFAULT_STUDENT",
-    "DistillConfig",
+    "DistillLoopConfig",
     "check_same_format",
     "distillation_advantages",
     "run_distill",
-    "run_distill_job",
 ]
-
-DEFAULT_STUDENT: Mapping[str, Any] = {
-    "hidden_size": 64,
-    "num_layers": 2,
-    "num_heads": 4,
-    "num_kv_heads": 2,
-    "head_dim": 16,
-    "intermediate_size": 192,
-    "model_path": None,
-}
-"""Local-engine overrides of the default (fresh, smaller) student."""
 
 
 def check_same_format(
@@ -127,57 +116,35 @@ def distillation_advantages(
 
 
 @attrs.frozen(kw_only=True)
-class DistillConfig:
-    """Settings of on-policy distillation (``train.distill``) on arithmetic prompts.
-
-    The defaults distil the final SFT model into a fresh 2-layer, width-64 student. A fresh
-    student first learns the answer format and the prompt-independent distribution of
-    answers (its log-probabilities were identical across problems after 150 iterations);
-    reading the operands takes much longer, because each sampled token carries only a
-    fraction of a label's information. Measured with these defaults (3,000 iterations,
-    ~21 minutes on 2 CPU cores): held-out greedy ``test/accuracy`` 0 -> 0.035 at 1,000,
-    0.065 at 1,500, 0.455 at 2,000, 0.625 at 3,000 iterations; ``teacher_kl`` 3.15 in
-    the first tenth -> 0.77 in the last. 150 iterations (the earlier default) stayed
-    below 0.01.
+class DistillLoopConfig:
+    """Settings of the on-policy distillation loop (:func:`run_distill`); a recipe's config
+    adds its prompts' fields.
 
     Args:
         learning_rate: constant AdamW learning rate of the student.
-        groups_per_batch: prompts per iteration.
-        group_size: student samples per prompt.
         max_steps: iterations.
         max_tokens: most tokens sampled per answer.
         temperature: student sampling temperature.
         kl_coef: weight of the reverse-KL advantage.
         loss_fn: policy loss (``importance_sampling`` by default).
         loss_fn_config: passed to the loss.
-        eval_every: greedy held-out ``test/accuracy`` of the student every N iterations.
-        eval_problems: held-out problems per evaluation.
         save_every: resumable checkpoint every N iterations; 0 only at the end.
-        seed: problem order and sampling seeds.
-        max_operand: operand range of the arithmetic prompts.
-        teacher_step: which SFT checkpoint (its step) the CLI uses as teacher; ``None``
-            the final one.
-        student: local-engine settings the CLI applies to the student (a fresh, smaller
-            model by default); empty keeps the SFT checkpoint as the student's start.
+        seed: sampling seeds.
         beta1, beta2, eps, grad_clip_norm: AdamW settings.
+
+    Raises:
+        ConfigurationError: a field is out of range (the first one, named).
     """
 
     learning_rate: float = attrs.field(default=1e-2, validator=check_positive)
-    groups_per_batch: int = attrs.field(default=32, validator=check_whole(1))
-    group_size: int = attrs.field(default=4, validator=check_whole(1))
     max_steps: int | None = attrs.field(default=3000, validator=check_optional_whole(1))
     max_tokens: int = attrs.field(default=8, validator=check_whole(1))
     temperature: float = attrs.field(default=1.0, validator=check_non_negative)
     kl_coef: float = attrs.field(default=1.0, validator=check_positive)
     loss_fn: str = attrs.field(default="importance_sampling", validator=check_loss_name)
     loss_fn_config: Mapping[str, float] | None = None
-    eval_every: int = attrs.field(default=250, validator=check_whole(0))
-    eval_problems: int = attrs.field(default=200, validator=check_whole(1))
     save_every: int = attrs.field(default=500, validator=check_whole(0))
     seed: int = attrs.field(default=0, validator=check_whole(0))
-    max_operand: int = attrs.field(default=99, validator=check_whole(1))
-    teacher_step: int | None = attrs.field(default=None, validator=check_optional_whole(0))
-    student: Mapping[str, Any] = attrs.field(factory=lambda: dict(DEFAULT_STUDENT))
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
@@ -185,13 +152,13 @@ class DistillConfig:
 
 
 def run_distill(
-    config: DistillConfig,
+    config: DistillLoopConfig,
     *,
     training: TrainingClient,
     teacher: SamplingClient,
     dataset: RLDataset,
     metrics: MetricsSink,
-    run_dir: str | Path,
+    run_store: RunStore,
     evaluators: EvaluatorRunner | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
@@ -205,11 +172,11 @@ def run_distill(
         teacher: scores the student's samples (same renderer and tokenizer).
         dataset: prompt-only environments (reward 0), batch by batch.
         metrics: where step metrics go (``teacher_kl``, ``entropy``, ...).
-        run_dir: holds ``checkpoints.jsonl`` and ``metrics.jsonl``.
+        run_store: the run's checkpoint records and metric rewind.
         evaluators: e.g. the student's held-out greedy ``test/accuracy``.
         progress: live progress reporting.
         stop: set on Ctrl-C.
-        resume: continue from the last resumable record of ``run_dir``.
+        resume: continue from the last resumable record of ``run_store``.
     """
 
     def shape(items: list[PolicyDatum]) -> tuple[list[PolicyDatum], dict[str, float]]:
@@ -236,50 +203,10 @@ def run_distill(
         training=training,
         dataset=dataset,
         metrics=metrics,
-        run_dir=run_dir,
+        run_store=run_store,
         shaper=shape,
         evaluators=evaluators,
         progress=progress,
         stop=stop,
         resume=resume,
-    )
-
-
-def run_distill_job(ctx: JobContext, config: DistillConfig) -> LoopResult:
-    """``train distill``: arithmetic prompts, ``ctx.training`` the student, ``ctx.teacher``.
-
-    Raises:
-        ConfigurationError: the context has no teacher.
-    """
-    from crucible_train.core.training.arithmetic_env import arithmetic_rl_setup
-
-    if ctx.teacher is None:
-        raise ConfigurationError(
-            "distillation needs a teacher: run `train sft` first or name a teacher checkpoint"
-        )
-    dataset, evaluators = arithmetic_rl_setup(
-        ctx.renderer,
-        metrics=ctx.metrics,
-        max_operand=config.max_operand,
-        groups_per_batch=config.groups_per_batch,
-        group_size=config.group_size,
-        format_coef=0.0,
-        seed=config.seed,
-        eval_every=config.eval_every,
-        eval_problems=config.eval_problems,
-        max_tokens=config.max_tokens,
-        prompt_only=True,
-        num_batches=config.max_steps,
-    )
-    return run_distill(
-        config,
-        training=ctx.training,
-        teacher=ctx.teacher,
-        dataset=dataset,
-        metrics=ctx.metrics,
-        run_dir=ctx.run_dir,
-        evaluators=evaluators,
-        progress=ctx.progress,
-        stop=ctx.stop,
-        resume=ctx.resume,
     )

@@ -1,8 +1,10 @@
 """What every training recipe receives from the command line layer, and what it returns.
 
 The CLI builds a :class:`JobContext` from the container (ports only), then calls the
-recipe's ``run_<recipe>_job(context, config)``; the recipe builds its data and evaluators
-and runs its loop. Core code never sees the container, files of adapters or SDKs.
+recipe's ``run_<recipe>_job(context, config)`` (:mod:`crucible_train.recipes`); the recipe
+builds its data and evaluators and runs a core loop. Core code never sees the container,
+files of adapters or SDKs: what a loop keeps in the run directory goes through
+:attr:`JobContext.run_store`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -25,6 +26,7 @@ from crucible_train.core.training.checkpoints import (
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.ports.dataset_store import DatasetStore
 from crucible_train.ports.metrics import MetricsSink
+from crucible_train.ports.run_store import RunStore
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.training import TrainingClient
 
@@ -46,10 +48,10 @@ class JobContext:
         renderer: chat format over the model's tokenizer.
         datasets: reads JSONL datasets named in the recipe's config.
         metrics: every sink of the run (files, console, wandb, ...).
-        run_dir: the run directory (``checkpoints.jsonl``, ``metrics.jsonl``, ...).
+        run_store: the run's checkpoint records, metric rewind and stored arrays.
         progress: live progress reporting.
         stop: set on Ctrl-C; loops then save a resumable checkpoint and return.
-        resume: continue from the last resumable checkpoint of ``run_dir``.
+        resume: continue from the last resumable checkpoint of the run.
         teacher: the teacher's sampler (``distill`` only).
         started_from: the checkpoint of an earlier run the weights were loaded from.
     """
@@ -58,7 +60,7 @@ class JobContext:
     renderer: Renderer
     datasets: DatasetStore
     metrics: MetricsSink
-    run_dir: Path
+    run_store: RunStore
     progress: Progress = attrs.field(factory=NullProgress)
     stop: threading.Event = attrs.field(factory=threading.Event)
     resume: bool = False

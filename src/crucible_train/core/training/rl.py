@@ -1,12 +1,8 @@
-"""Reinforcement learning on sampled rollouts: environments, advantages, datums, the loop.
+"""Reinforcement learning on sampled rollouts: advantages, datums, the loop.
 
-Contracts (synchronous, single-use environments):
-
-* :class:`Env` gives an initial observation (prompt tokens and stop sequences) and turns
-  each sampled action into a :class:`StepResult` (reward, done, next observation);
-* :class:`EnvGroupBuilder` makes the environments of one group (their rewards are compared
-  with each other) and may add group-level rewards;
-* :class:`RLDataset` gives batch ``i`` as a list of group builders.
+The environments come from the caller through the contracts of
+:mod:`crucible_train.core.training.envs` (an :class:`~crucible_train.core.training.envs.RLDataset`
+of group builders); this module knows no task.
 
 One iteration: snapshot the current weights into a sampler, roll out every group (one
 ``sample(prompt, num_samples=n)`` call per distinct observation, so a group sharing its
@@ -24,29 +20,39 @@ are written after the state is saved and the step's metrics are logged; Ctrl-C s
 
 from __future__ import annotations
 
-import abc
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from pathlib import Path
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, TypeAlias
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
 from crucible_train.core.evaluation.evaluators import EvaluatorRunner
-from crucible_train.core.training.checkpoints import (
-    CheckpointLog,
-    CheckpointRecord,
-    truncate_metrics,
+from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
+from crucible_train.core.training.envs import (
+    Env,
+    EnvGroupBuilder,
+    RLDataset,
+    StopSequences,
+    Trajectory,
+    TrajectoryGroup,
+    Transition,
 )
-from crucible_train.core.training.job import JobContext, LoopResult, close_loop
+from crucible_train.core.training.job import LoopResult, close_loop
 from crucible_train.core.training.progress import NullProgress, Progress
+from crucible_train.core.training.validators import (
+    check_non_negative,
+    check_optional_whole,
+    check_positive,
+    check_whole,
+)
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.metrics import MetricsSink
+from crucible_train.ports.run_store import RunStore
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.training import TrainingClient
 from crucible_train.types import (
@@ -58,23 +64,14 @@ from crucible_train.types import (
     SampleResponse,
     SamplingParams,
     TensorData,
-    TokensWithLogprobs,
 )
 
 __all__ = [
     "POLICY_LOSSES",
     "REFERENCE_KEY",
-    "Env",
-    "EnvGroupBuilder",
     "PolicyDatum",
     "PolicyLoopSettings",
-    "RLDataset",
-    "RlConfig",
-    "StepResult",
-    "StopSequences",
-    "Trajectory",
-    "TrajectoryGroup",
-    "Transition",
+    "RlLoopConfig",
     "apply_kl_penalty",
     "compute_advantages",
     "derive_seed",
@@ -84,121 +81,13 @@ __all__ = [
     "rollout_groups",
     "run_policy_loop",
     "run_rl",
-    "run_rl_job",
     "trajectory_metrics",
     "trajectory_to_datums",
     "validate_loss_fn",
 ]
 
-StopSequences: TypeAlias = Sequence[int] | Sequence[str]
-"""Stop token ids or stop strings of one sampling call."""
-
 POLICY_LOSSES: tuple[LossFnName, ...] = tuple(n for n in LOSS_FN_NAMES if n != "cross_entropy")
 """Losses a policy-gradient loop accepts (``importance_sampling`` is the default)."""
-
-
-# --- contracts ----------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class StepResult:
-    """What an environment returns for one action.
-
-    Attributes:
-        reward: reward of this step.
-        episode_done: no further action is expected.
-        next_observation: the next prompt (full sequence so far) when not done.
-        next_stop: stop sequences for the next action (empty: keep the previous ones).
-        metrics: per-step numbers averaged into ``env/<key>``.
-    """
-
-    reward: float
-    episode_done: bool
-    next_observation: ModelInput | None = None
-    next_stop: StopSequences = ()
-    metrics: Mapping[str, float] = attrs.field(factory=dict)
-
-
-@runtime_checkable
-class Env(Protocol):
-    """One episode: observation → action → step result, until ``episode_done``. Single use."""
-
-    def initial_observation(self) -> tuple[ModelInput, StopSequences]:
-        """The first prompt and the stop sequences of the first action."""
-        ...
-
-    def step(self, action: TokensWithLogprobs) -> StepResult:
-        """Score a sampled action (its tokens, stop sequence included)."""
-        ...
-
-
-class EnvGroupBuilder(abc.ABC):
-    """Makes the environments of one group; their rewards are centred on each other."""
-
-    @abc.abstractmethod
-    def make_envs(self) -> Sequence[Env]:
-        """Fresh environments, one per trajectory of the group."""
-        raise NotImplementedError
-
-    def compute_group_rewards(
-        self, trajectories: Sequence[Trajectory]
-    ) -> list[tuple[float, Mapping[str, float]]]:
-        """A final reward (and metrics) per trajectory, added to its step rewards.
-
-        The default adds nothing; override for rewards that compare trajectories.
-        """
-        return [(0.0, {}) for _ in trajectories]
-
-
-@runtime_checkable
-class RLDataset(Protocol):
-    """Batches of group builders; batch ``i`` must be the same on every call (resume)."""
-
-    def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
-        """The groups of batch ``index``."""
-        ...
-
-    def __len__(self) -> int:
-        """Number of batches."""
-        ...
-
-
-@attrs.frozen(kw_only=True)
-class Transition:
-    """One observation, the action sampled for it, and the step's result."""
-
-    observation: ModelInput
-    action: TokensWithLogprobs
-    reward: float
-    episode_done: bool
-    metrics: Mapping[str, float] = attrs.field(factory=dict)
-
-
-@attrs.frozen(kw_only=True)
-class Trajectory:
-    """The transitions of one episode."""
-
-    transitions: tuple[Transition, ...]
-
-    @property
-    def step_reward(self) -> float:
-        """Sum of the step rewards."""
-        return float(sum(t.reward for t in self.transitions))
-
-
-@attrs.frozen(kw_only=True)
-class TrajectoryGroup:
-    """The trajectories of one group and their group-level rewards."""
-
-    trajectories: tuple[Trajectory, ...]
-    final_rewards: tuple[float, ...]
-    metrics: tuple[Mapping[str, float], ...]
-
-    def total_rewards(self) -> list[float]:
-        """Step rewards plus the group-level reward, per trajectory."""
-        return [
-            t.step_reward + f for t, f in zip(self.trajectories, self.final_rewards, strict=True)
-        ]
 
 
 # --- rollouts -----------------------------------------------------------------------------
@@ -535,49 +424,12 @@ def check_loss_name(_instance: object, _attribute: object, value: str) -> None:
     validate_loss_fn(value)
 
 
-def check_positive(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """attrs validator: a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{attribute.name} is {value!r}; use a number > 0")
-
-
-def check_non_negative(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """attrs validator: a number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"{attribute.name} is {value!r}; use a number >= 0")
-
-
-def check_whole(minimum: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
-    """attrs validator: a whole number >= ``minimum``."""
-
-    def check(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigurationError(
-                f"{attribute.name} is {value!r}; use a whole number >= {minimum}"
-            )
-
-    return check
-
-
-def check_optional_whole(minimum: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
-    """attrs validator: ``None`` or a whole number >= ``minimum``."""
-    check = check_whole(minimum)
-
-    def optional(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None:
-            check(instance, attribute, value)
-
-    return optional
-
-
 @attrs.frozen(kw_only=True)
-class RlConfig:
-    """Settings of the RL loop (``train.rl``) on the built-in arithmetic environment.
+class RlLoopConfig:
+    """Settings of the RL loop (:func:`run_rl`); a recipe's config adds its task's fields.
 
     Args:
         learning_rate: constant AdamW learning rate.
-        groups_per_batch: groups (distinct problems) per iteration.
-        group_size: samples per problem; rewards are centred within the group.
         max_steps: iterations to run (capped by the dataset's batches).
         max_tokens: most tokens sampled per action.
         temperature: sampling temperature of the rollouts.
@@ -585,21 +437,15 @@ class RlConfig:
         loss_fn_config: passed to the loss (``clip_low_threshold``, ``beta``, ...).
         kl_penalty_coef: weight of the KL penalty against the initial policy; 0 disables.
         normalize_advantages: divide centred rewards by the group's standard deviation.
-        eval_every: greedy held-out ``test/accuracy`` every N iterations (and at the end).
-        eval_problems: held-out problems per evaluation.
         save_every: resumable checkpoint every N iterations; 0 only at the end.
-        seed: seeds the problem order and every sampling call.
-        max_operand: operands of the arithmetic problems range over ``0..max_operand``.
-        format_coef: reward ``format_coef * (format_ok - 1)`` for a badly ended answer.
-        start_from_step: which SFT checkpoint (its step) the CLI starts from; ``None``
-            uses the SFT run's final checkpoint. The default 400 is a partly trained
-            policy (sampled reward ~0.6) that leaves the reward headroom to rise.
+        seed: seeds every sampling call.
         beta1, beta2, eps, grad_clip_norm: AdamW settings.
+
+    Raises:
+        ConfigurationError: a field is out of range (the first one, named).
     """
 
     learning_rate: float = attrs.field(default=8e-5, validator=check_positive)
-    groups_per_batch: int = attrs.field(default=16, validator=check_whole(1))
-    group_size: int = attrs.field(default=8, validator=check_whole(1))
     max_steps: int | None = attrs.field(default=40, validator=check_optional_whole(1))
     max_tokens: int = attrs.field(default=8, validator=check_whole(1))
     temperature: float = attrs.field(default=1.0, validator=check_non_negative)
@@ -607,13 +453,8 @@ class RlConfig:
     loss_fn_config: Mapping[str, float] | None = None
     kl_penalty_coef: float = attrs.field(default=0.0, validator=check_non_negative)
     normalize_advantages: bool = False
-    eval_every: int = attrs.field(default=20, validator=check_whole(0))
-    eval_problems: int = attrs.field(default=200, validator=check_whole(1))
     save_every: int = attrs.field(default=20, validator=check_whole(0))
     seed: int = attrs.field(default=0, validator=check_whole(0))
-    max_operand: int = attrs.field(default=99, validator=check_whole(1))
-    format_coef: float = attrs.field(default=0.1, validator=check_non_negative)
-    start_from_step: int | None = attrs.field(default=400, validator=check_optional_whole(0))
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
@@ -660,7 +501,7 @@ def run_policy_loop(
     training: TrainingClient,
     dataset: RLDataset,
     metrics: MetricsSink,
-    run_dir: str | Path,
+    run_store: RunStore,
     shaper: Shaper | None = None,
     evaluators: EvaluatorRunner | None = None,
     progress: Progress | None = None,
@@ -675,14 +516,14 @@ def run_policy_loop(
         training: the policy being trained.
         dataset: batch ``i`` of group builders.
         metrics: step metrics (evaluator metrics go through ``evaluators``).
-        run_dir: holds ``checkpoints.jsonl`` and ``metrics.jsonl``.
+        run_store: the run's checkpoint records and metric rewind.
         shaper: called on each batch's datums after the advantages are set.
         evaluators: run with the iteration's sampler before iterations ``0, every, ...``
             and after the last one.
         progress: live progress reporting.
         stop: when set (Ctrl-C), the current iteration finishes, a resumable checkpoint
             is saved and the loop returns with ``interrupted=True``.
-        resume: continue from the last resumable record of ``run_dir``.
+        resume: continue from the last resumable record of ``run_store``.
         record_extra: extra keys written into every checkpoint record.
 
     Raises:
@@ -690,7 +531,7 @@ def run_policy_loop(
     """
     progress = progress or NullProgress()
     stop = stop or threading.Event()
-    log = CheckpointLog(run_dir)
+    log = CheckpointLog(run_store)
     total = len(dataset)
     if total == 0:
         raise ConfigurationError("the RL dataset has no batches; nothing to train on")
@@ -702,7 +543,9 @@ def run_policy_loop(
         record = log.last_resumable()
         if record is not None:
             if record.final:
-                progress.note(f"run in {run_dir} already finished (checkpoint {record.name!r})")
+                progress.note(
+                    f"run in {run_store.location} already finished (checkpoint {record.name!r})"
+                )
                 return LoopResult(
                     steps_done=record.step,
                     total_steps=total,
@@ -713,7 +556,7 @@ def run_policy_loop(
                 )
             training.load_state(record.state_path or "").result()
             start = resumed_from = record.step
-            truncate_metrics(run_dir, start)
+            run_store.rewind_metrics(start)
             progress.note(f"resumed from checkpoint {record.name!r} at batch {start}")
     progress.start(total, start, settings.description)
     last: dict[str, float] = {}
@@ -810,12 +653,12 @@ REFERENCE_KEY = "reference_sampler_path"
 
 
 def run_rl(
-    config: RlConfig,
+    config: RlLoopConfig,
     *,
     training: TrainingClient,
     dataset: RLDataset,
     metrics: MetricsSink,
-    run_dir: str | Path,
+    run_store: RunStore,
     evaluators: EvaluatorRunner | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
@@ -829,11 +672,11 @@ def run_rl(
         training: the policy.
         dataset: the environments, batch by batch.
         metrics: where step metrics go.
-        run_dir: holds ``checkpoints.jsonl`` and ``metrics.jsonl``.
+        run_store: the run's checkpoint records and metric rewind.
         evaluators: e.g. the held-out greedy ``test/accuracy``.
         progress: live progress reporting.
         stop: set on Ctrl-C.
-        resume: continue from the last resumable record of ``run_dir``.
+        resume: continue from the last resumable record of ``run_store``.
         reference: KL reference policy; when ``kl_penalty_coef > 0`` and none is given,
             the initial weights are saved once and reused after a resume.
     """
@@ -849,7 +692,7 @@ def run_rl(
     shaper: Shaper | None = None
     if config.kl_penalty_coef > 0:
         if resume:
-            record = CheckpointLog(run_dir).last_resumable()
+            record = CheckpointLog(run_store).last_resumable()
             if record is not None:
                 on_resume(record)
         if holder[0] is None:
@@ -884,41 +727,11 @@ def run_rl(
         training=training,
         dataset=dataset,
         metrics=metrics,
-        run_dir=run_dir,
+        run_store=run_store,
         shaper=shaper,
         evaluators=evaluators,
         progress=progress,
         stop=stop,
         resume=resume,
         record_extra=extra,
-    )
-
-
-def run_rl_job(ctx: JobContext, config: RlConfig) -> LoopResult:
-    """``train rl``: the built-in arithmetic environment on ``ctx.training``."""
-    from crucible_train.core.training.arithmetic_env import arithmetic_rl_setup
-
-    dataset, evaluators = arithmetic_rl_setup(
-        ctx.renderer,
-        metrics=ctx.metrics,
-        max_operand=config.max_operand,
-        groups_per_batch=config.groups_per_batch,
-        group_size=config.group_size,
-        format_coef=config.format_coef,
-        seed=config.seed,
-        eval_every=config.eval_every,
-        eval_problems=config.eval_problems,
-        max_tokens=config.max_tokens,
-        num_batches=config.max_steps,
-    )
-    return run_rl(
-        config,
-        training=ctx.training,
-        dataset=dataset,
-        metrics=ctx.metrics,
-        run_dir=ctx.run_dir,
-        evaluators=evaluators,
-        progress=ctx.progress,
-        stop=ctx.stop,
-        resume=ctx.resume,
     )

@@ -48,7 +48,7 @@ import attrs
 from rich.console import Console
 from rich.table import Table
 
-from crucible_train.container import TRAIN_RECIPES, container_from_config
+from crucible_train.container import TRAIN_RECIPES, container_from_config, run_store
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.job import JobContext, LoopResult
@@ -225,7 +225,7 @@ def _run_job(plan: RunPlan, bar: ConsoleProgress, err: TextIO) -> _Ran:
             renderer=get_renderer(plan.renderer, container.tokenizer()),
             datasets=container.dataset_store(),
             metrics=metrics,
-            run_dir=plan.run_dir,
+            run_store=run_store(plan.run_dir),
             progress=bar,
             stop=stop,
             resume=plan.resume,
@@ -283,7 +283,7 @@ def _backend_failure(exc: PortError, recipe: str, run_dir: Path) -> str:
     """The message for a backend that failed mid-run: what failed and how to continue."""
     lines = [f"error: {recipe}: the backend failed ({type(exc).__name__}): {exc}"]
     try:
-        last = CheckpointLog(run_dir).last_resumable()
+        last = CheckpointLog(run_store(run_dir)).last_resumable()
     except CrucibleError:
         last = None
     if last is None:
@@ -316,7 +316,7 @@ def _summary(
     if result.resumed_from is not None:
         table.add_row("resumed at step", str(result.resumed_from))
     table.add_row("run dir", str(run_dir))
-    records = CheckpointLog(run_dir).records()
+    records = CheckpointLog(run_store(run_dir)).records()
     last = result.final_record.name if result.final_record is not None else "-"
     table.add_row("checkpoints", f"{len(records)} (last: {last})")
     table.add_row("time", format_duration(seconds))

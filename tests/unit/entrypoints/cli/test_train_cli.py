@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import pytest
 
-from crucible_train.container import TRAIN_RECIPES, load_config
+from crucible_train.container import TRAIN_RECIPES, load_config, run_store
 from crucible_train.core.config_dump import dump_config
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.core.training.job import JobContext, LoopResult
@@ -161,7 +161,7 @@ class FakeRecipe:
     def load_job(self) -> Any:
         def job(ctx: JobContext, config: FakeConfig) -> LoopResult:
             self.contexts.append(ctx)
-            log = CheckpointLog(ctx.run_dir)
+            log = CheckpointLog(ctx.run_store)
             last = log.last_resumable()
             first = last.step if ctx.resume and last is not None else 0
             ctx.progress.start(config.steps, first, "fake")
@@ -232,7 +232,7 @@ def test_train_writes_the_run_dir_and_a_summary(
     assert "status" in out.getvalue()
     assert "finished" in out.getvalue()
     assert run.name in out.getvalue()
-    assert fake_recipe.contexts[0].run_dir == run
+    assert fake_recipe.contexts[0].run_store.location == str(run)
     assert not fake_recipe.contexts[0].resume
     assert f"fake: run directory {run}" in err.getvalue()
     assert "parameters" not in out.getvalue()  # the noop model_info knows no model
@@ -268,7 +268,7 @@ def test_interrupted_run_exits_130_and_resume_finishes_it(
     )
     assert code == 130
     assert f"crucible-train train fake --run-dir {run} --resume" in err.getvalue()
-    assert CheckpointLog(run).records()[-1].name == "interrupted-000002"
+    assert CheckpointLog(run_store(run)).records()[-1].name == "interrupted-000002"
     # Resuming needs the same configuration ...
     with pytest.raises(ConfigurationError, match=r"train\.fake\.stop_at: 2 -> null"):
         run_train(

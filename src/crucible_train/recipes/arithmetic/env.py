@@ -4,7 +4,7 @@ A prompt is the renderer's generation prompt of an :class:`ArithmeticProblem`; t
 of an answer is ``correct + format_coef * (format_ok - 1)``: 1 for the exact answer, and a
 small penalty when the turn did not end cleanly (no stop token, or unparseable). The
 held-out ``test/accuracy`` is the greedy
-:class:`~crucible_train.core.training.arithmetic.ArithmeticAccuracyEvaluator`.
+:class:`~crucible_train.recipes.arithmetic.evaluator.ArithmeticAccuracyEvaluator`.
 """
 
 from __future__ import annotations
@@ -16,26 +16,23 @@ import attrs
 
 from crucible_train.core.evaluation.evaluators import EvaluatorRunner
 from crucible_train.core.renderers.base import Renderer
-from crucible_train.core.training.arithmetic import (
-    ArithmeticAccuracyEvaluator,
-    ArithmeticProblem,
-    ArithmeticTask,
-)
-from crucible_train.core.training.rl import (
+from crucible_train.core.training.envs import (
     Env,
     EnvGroupBuilder,
+    GroupOf,
+    PromptOnlyEnv,
     StepResult,
     StopSequences,
 )
 from crucible_train.errors import ConfigurationError
 from crucible_train.ports.metrics import MetricsSink
+from crucible_train.recipes.arithmetic.evaluator import ArithmeticAccuracyEvaluator
+from crucible_train.recipes.arithmetic.task import ArithmeticProblem, ArithmeticTask
 from crucible_train.types import ModelInput, TokensWithLogprobs
 
 __all__ = [
     "ArithmeticEnv",
     "ArithmeticRLDataset",
-    "GroupOf",
-    "PromptOnlyEnv",
     "arithmetic_rl_setup",
 ]
 
@@ -72,35 +69,6 @@ class ArithmeticEnv:
             episode_done=True,
             metrics={"correct": float(correct), "format": float(format_ok)},
         )
-
-
-class PromptOnlyEnv:
-    """A prompt whose answers are not scored (reward 0): distillation's environment."""
-
-    def __init__(self, prompt: ModelInput, stop: StopSequences) -> None:
-        self._prompt = prompt
-        self._stop = stop
-
-    def initial_observation(self) -> tuple[ModelInput, StopSequences]:
-        """The prompt."""
-        return self._prompt, self._stop
-
-    def step(self, action: TokensWithLogprobs) -> StepResult:
-        """Reward 0; the episode ends."""
-        return StepResult(reward=0.0, episode_done=True)
-
-
-class GroupOf(EnvGroupBuilder):
-    """``size`` environments made by calling ``make`` (each a fresh single-use env)."""
-
-    def __init__(self, make: Callable[[], Env], size: int) -> None:
-        self._make = make
-        self._size = size
-
-    def make_envs(self) -> Sequence[Env]:
-        """Fresh environments."""
-        envs: list[Env] = [self._make() for _ in range(self._size)]
-        return envs
 
 
 @attrs.frozen(kw_only=True)

@@ -1,4 +1,4 @@
-"""run_sft_job: data, evaluators and bad input of ``train sft``; SftConfig validation."""
+"""The ``train sft`` recipe: data, evaluators and bad input of run_sft_job; SftConfig."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
-from test_sft import FakeTrainingClient
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.core.renderers import get_renderer
-from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.job import JobContext
-from crucible_train.core.training.sft import SftConfig, run_sft_job
+from crucible_train.core.training.sft import SftLoopConfig
 from crucible_train.errors import ConfigurationError, DatasetNotFoundError, InvalidDataError
 from crucible_train.ports.sampling import SamplingClient
+from crucible_train.recipes.sft import SftConfig, run_sft_job
+from unit.training.test_sft import FakeTrainingClient
 
-from fakes import RecordingMetricsSink, RecordingSamplingClient
+from fakes import FakeRunStore, RecordingMetricsSink, RecordingSamplingClient
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
@@ -51,22 +52,25 @@ class NotingProgress:
         self.finished = True
 
 
-def _ctx(tmp_path: Path) -> tuple[JobContext, SamplingFake, RecordingMetricsSink, NotingProgress]:
+def _ctx(
+    tmp_path: Path,
+) -> tuple[JobContext, SamplingFake, RecordingMetricsSink, NotingProgress, FakeRunStore]:
     renderer = get_renderer(
         "qwen3_instruct", ByteLevelTokenizer(special_tokens=SPECIALS, vocab_size=512)
     )
     client = SamplingFake(tmp_path)
-    sink = RecordingMetricsSink()
+    store = FakeRunStore()
+    sink = store.metrics
     progress = NotingProgress()
     ctx = JobContext(
         training=client,
         renderer=renderer,
         datasets=FilesDatasetStore(root=str(tmp_path)),
         metrics=sink,
-        run_dir=tmp_path,
+        run_store=store,
         progress=progress,
     )
-    return ctx, client, sink, progress
+    return ctx, client, sink, progress, store
 
 
 def _keys(sink: RecordingMetricsSink) -> set[str]:
@@ -86,7 +90,7 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
 
 
 def test_arithmetic_job_trains_and_logs_test_nll_and_accuracy(tmp_path: Path) -> None:
-    ctx, client, sink, progress = _ctx(tmp_path)
+    ctx, client, sink, progress, store = _ctx(tmp_path)
     config = SftConfig(
         max_operand=9, batch_size=8, max_steps=3, eval_every=2, save_every=2, test_size=5
     )
@@ -101,11 +105,11 @@ def test_arithmetic_job_trains_and_logs_test_nll_and_accuracy(tmp_path: Path) ->
     assert len(client.sampler.calls) == 3 * 5
     assert client.sampler.calls[0][2].max_tokens == config.eval_max_tokens
     assert progress.advanced == [0, 1, 2]
-    assert CheckpointLog(tmp_path).records()[-1].final
+    assert store.records[-1].final
 
 
 def test_jsonl_job_skips_untrainable_conversations_and_counts_them(tmp_path: Path) -> None:
-    ctx, client, sink, progress = _ctx(tmp_path)
+    ctx, client, sink, progress, _store = _ctx(tmp_path)
     train = _jsonl(
         tmp_path / "train.jsonl",
         [_chat("a", "b"), _chat("c", None), _chat("d", "e"), _chat("f", "g")],
@@ -183,3 +187,23 @@ def test_defaults_are_valid() -> None:
     assert config.dataset == "arithmetic"
     assert config.test_dataset is None
     assert config.adam(1e-3).learning_rate == 1e-3
+
+
+def test_the_recipe_config_extends_the_loop_config_keeping_its_defaults() -> None:
+    config = SftConfig()
+    assert isinstance(config, SftLoopConfig)
+    loop = SftLoopConfig()
+    for field in attrs.fields(SftLoopConfig):
+        assert getattr(config, field.name) == getattr(loop, field.name), field.name
+    # The YAML keys keep the order they had when one class held every field.
+    names = [field.name for field in attrs.fields(SftConfig)]
+    assert names.index("eval_every") == names.index("seed") + 1
+    assert names[-1] == "eval_max_tokens"
+
+
+def test_every_problem_is_reported_at_once_loop_fields_first() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SftConfig(batch_size=0, test_size=0, lr_schedule="nope")  # type: ignore[arg-type]
+    text = str(info.value)
+    assert text.startswith("invalid sft config: batch_size must be a whole number >= 1, got 0; ")
+    assert text.index("lr_schedule:") < text.index("test_size must")

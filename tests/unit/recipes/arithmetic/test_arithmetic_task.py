@@ -7,12 +7,9 @@ import pytest
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.renderers.base import Renderer
-from crucible_train.core.training.arithmetic import (
-    ArithmeticAccuracyEvaluator,
-    ArithmeticProblem,
-    ArithmeticTask,
-)
 from crucible_train.errors import ConfigurationError
+from crucible_train.recipes.arithmetic.evaluator import ArithmeticAccuracyEvaluator
+from crucible_train.recipes.arithmetic.task import ArithmeticProblem, ArithmeticTask
 from crucible_train.types import TokensWithLogprobs
 
 from fakes import RecordingSamplingClient

@@ -7,13 +7,10 @@ import pytest
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.renderers.base import Renderer
-from crucible_train.core.training.arithmetic import ArithmeticProblem, ArithmeticTask
-from crucible_train.core.training.arithmetic_env import (
-    ArithmeticEnv,
-    ArithmeticRLDataset,
-    PromptOnlyEnv,
-)
+from crucible_train.core.training.envs import PromptOnlyEnv
 from crucible_train.errors import ConfigurationError
+from crucible_train.recipes.arithmetic.env import ArithmeticEnv, ArithmeticRLDataset
+from crucible_train.recipes.arithmetic.task import ArithmeticProblem, ArithmeticTask
 from crucible_train.types import TokensWithLogprobs
 
 
@@ -56,9 +53,20 @@ def test_reward_is_exact_match_plus_format(
     assert result.metrics == {"correct": correct, "format": fmt}
 
 
-def test_prompt_only_env_gives_no_reward(renderer: Renderer) -> None:
-    env = PromptOnlyEnv(renderer.build_generation_prompt([{"role": "user", "content": "x"}]), [0])
-    assert env.step(_answer(renderer, "1")).reward == 0.0
+def test_prompt_only_batches_are_reward_free_envs_of_the_problem_prompts(
+    renderer: Renderer,
+) -> None:
+    task = ArithmeticTask(max_operand=3)
+    dataset = ArithmeticRLDataset(
+        task=task, renderer=renderer, groups_per_batch=2, group_size=2, prompt_only=True
+    )
+    problem = task.problems("train")[0]
+    env = dataset.get_batch(0)[0].make_envs()[0]
+    assert isinstance(env, PromptOnlyEnv)
+    prompt, stop = env.initial_observation()
+    assert prompt == renderer.build_generation_prompt(problem.prompt())
+    assert list(stop) == list(renderer.get_stop_sequences())
+    assert env.step(_answer(renderer, problem.answer)).reward == 0.0
 
 
 def test_dataset_batches_groups_and_cycles(renderer: Renderer) -> None:
