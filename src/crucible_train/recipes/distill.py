@@ -91,7 +91,10 @@ class DistillConfig(DistillLoopConfig):
             the final one.
         student: local-engine settings the CLI applies to the student (a fresh, smaller
             model by default); empty keeps the SFT checkpoint as the student's start.
-        beta1, beta2, eps, grad_clip_norm: AdamW settings.
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
     """
 
     groups_per_batch: int = attrs.field(default=32, validator=check_whole(1))

@@ -95,7 +95,11 @@ class DpoConfig(DpoLoopConfig):
             the final checkpoint.
         reference_batch_size: datums per ``forward`` call when scoring the reference and
             the held-out set.
-        beta1, beta2, eps, weight_decay, grad_clip_norm: AdamW settings.
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        weight_decay: AdamW decoupled weight decay.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
     """
 
     dataset: str = ARITHMETIC

@@ -71,7 +71,10 @@ class RlConfig(RlLoopConfig):
         start_from_step: which SFT checkpoint (its step) the CLI starts from; ``None``
             uses the SFT run's final checkpoint. The default 400 is a partly trained
             policy (sampled reward ~0.6) that leaves the reward headroom to rise.
-        beta1, beta2, eps, grad_clip_norm: AdamW settings.
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
     """
 
     groups_per_batch: int = attrs.field(default=16, validator=check_whole(1))

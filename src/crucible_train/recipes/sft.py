@@ -74,7 +74,11 @@ class SftConfig(SftLoopConfig):
             step; 0 runs them only after the last step.
         save_every: save a resumable checkpoint every N steps; 0 only at the end.
         submit_ahead: steps submitted before the oldest result is awaited (1 pipelines).
-        beta1, beta2, eps, weight_decay, grad_clip_norm: AdamW settings (clip 0 = off).
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        weight_decay: AdamW decoupled weight decay.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
         dataset: ``"arithmetic"`` (the built-in task) or a JSONL file of
             ``{"messages": [...]}`` lines, read through the DatasetStore port.
         test_dataset: a JSONL file of held-out conversations for ``test/nll``; for

@@ -130,7 +130,10 @@ class DistillLoopConfig:
         loss_fn_config: passed to the loss.
         save_every: resumable checkpoint every N iterations; 0 only at the end.
         seed: sampling seeds.
-        beta1, beta2, eps, grad_clip_norm: AdamW settings.
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
 
     Raises:
         ConfigurationError: a field is out of range (the first one, named).

@@ -91,7 +91,11 @@ class DpoLoopConfig(ScheduledAdamW):
         submit_ahead: steps submitted before the oldest result is awaited (1 pipelines).
         reference_batch_size: datums per ``forward`` call when scoring the reference and
             the held-out set.
-        beta1, beta2, eps, weight_decay, grad_clip_norm: AdamW settings.
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        weight_decay: AdamW decoupled weight decay.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
 
     Raises:
         ConfigurationError: fields are out of range (the message names every one).

@@ -439,7 +439,10 @@ class RlLoopConfig:
         normalize_advantages: divide centred rewards by the group's standard deviation.
         save_every: resumable checkpoint every N iterations; 0 only at the end.
         seed: seeds every sampling call.
-        beta1, beta2, eps, grad_clip_norm: AdamW settings.
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
 
     Raises:
         ConfigurationError: a field is out of range (the first one, named).

@@ -70,7 +70,11 @@ class SftLoopConfig(ScheduledAdamW):
         seed: seeds the per-epoch shuffles.
         save_every: save a resumable checkpoint every N steps; 0 only at the end.
         submit_ahead: steps submitted before the oldest result is awaited (1 pipelines).
-        beta1, beta2, eps, weight_decay, grad_clip_norm: AdamW settings (clip 0 = off).
+        beta1: AdamW beta1.
+        beta2: AdamW beta2.
+        eps: AdamW epsilon.
+        weight_decay: AdamW decoupled weight decay.
+        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
 
     Raises:
         ConfigurationError: fields are out of range (the message names every one).
