@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crucible_train.adapters.files.results_store import FilesResultsStore
 from crucible_train.core.evaluation import (
     EvalConfig,
     EvalResult,
@@ -216,7 +217,7 @@ def _config() -> EvalConfig:
 
 
 def test_persist_writes_header_and_resume_skips_done_ids(tmp_path: Path) -> None:
-    out = tmp_path / "results.jsonl"
+    out = FilesResultsStore(tmp_path / "results.jsonl")
     stream = persist_results(
         stream_evaluate(_samples(100), _config()), out, run_fingerprint="fp1", chunk_size=10
     )
@@ -224,7 +225,7 @@ def test_persist_writes_header_and_resume_skips_done_ids(tmp_path: Path) -> None
         next(stream)
     stream.close()  # type: ignore[attr-defined]
 
-    lines = out.read_text().splitlines()
+    lines = out.path.read_text().splitlines()
     assert json.loads(lines[0]) == {"__header__": {"run_fingerprint": "fp1", "version": 1}}
     done = completed_ids(out)
     assert len(done) >= 37
@@ -243,7 +244,7 @@ def test_persist_writes_header_and_resume_skips_done_ids(tmp_path: Path) -> None
 
 
 def test_existing_file_needs_resume_or_overwrite(tmp_path: Path) -> None:
-    out = tmp_path / "r.jsonl"
+    out = FilesResultsStore(tmp_path / "r.jsonl")
     list(persist_results(iter([EvalResult(id="a")]), out, run_fingerprint="fp"))
     with pytest.raises(ConfigurationError, match="already exists"):
         persist_results([], out, run_fingerprint="fp")
@@ -252,33 +253,33 @@ def test_existing_file_needs_resume_or_overwrite(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_different_fingerprint(tmp_path: Path) -> None:
-    out = tmp_path / "r.jsonl"
+    out = FilesResultsStore(tmp_path / "r.jsonl")
     list(persist_results([EvalResult(id="a")], out, run_fingerprint="aaa"))
     with pytest.raises(ConfigurationError, match=r"different run \(fingerprint aaa, expected bbb"):
         persist_results([], out, run_fingerprint="bbb", resume=True)
 
 
 def test_resume_truncates_a_torn_last_line(tmp_path: Path) -> None:
-    out = tmp_path / "r.jsonl"
+    out = FilesResultsStore(tmp_path / "r.jsonl")
     list(persist_results([EvalResult(id="a"), EvalResult(id="b")], out, run_fingerprint="fp"))
-    with open(out, "ab") as handle:
+    with open(out.path, "ab") as handle:
         handle.write(b'{"id": "c", "inp')  # a crash in the middle of a write
     assert completed_ids(out) == {"a", "b"}  # readers skip the torn tail
     list(persist_results([EvalResult(id="c")], out, run_fingerprint="fp", resume=True))
     assert [r.id for r in read_results(out)] == ["a", "b", "c"]
-    assert out.read_bytes().endswith(b"\n")
+    assert out.path.read_bytes().endswith(b"\n")
 
 
 def test_fingerprint_tracks_scorers_options_and_content(tmp_path: Path) -> None:
     data = tmp_path / "samples.jsonl"
     data.write_text('{"id": "a"}\n')
-    base = run_fingerprint(_config(), data)
-    assert base == run_fingerprint(_config(), data)
+    base = run_fingerprint(_config(), data.read_bytes())
+    assert base == run_fingerprint(_config(), data.read_bytes())
     other = EvalConfig(scorers=(EqualScorer(),), scorer_options={"equal": {"x": 1}})
-    assert run_fingerprint(other, data) != base
-    assert run_fingerprint(_config(), data, extra={"model": "m"}) != base
+    assert run_fingerprint(other, data.read_bytes()) != base
+    assert run_fingerprint(_config(), data.read_bytes(), extra={"model": "m"}) != base
     data.write_text('{"id": "b"}\n')
-    assert run_fingerprint(_config(), data) != base
+    assert run_fingerprint(_config(), data.read_bytes()) != base
 
 
 # --- aggregation ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from crucible_train.container.wiring import (
     container_from_config,
     find_spools,
     injected_arguments,
+    results_store,
     run_store,
     sync_metrics_spools,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "find_spools",
     "injected_arguments",
     "load_config",
+    "results_store",
     "run_store",
     "sync_metrics_spools",
 ]

@@ -32,6 +32,7 @@ from crucible_train.adapters.delivery.sync import SpoolResult, sync_run_dir
 from crucible_train.adapters.files.blob_store import FilesBlobStore
 from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.adapters.files.metrics_sink import FilesMetricsSink
+from crucible_train.adapters.files.results_store import FilesResultsStore
 from crucible_train.adapters.files.run_store import FilesRunStore
 from crucible_train.adapters.files.settings import (
     FilesBlobStoreSettings,
@@ -103,6 +104,7 @@ from crucible_train.ports import (
     TrainingClient,
     VectorStore,
 )
+from crucible_train.ports.results_store import ResultsStore
 from crucible_train.ports.run_store import RunStore
 
 __all__ = [
@@ -113,6 +115,7 @@ __all__ = [
     "container_from_config",
     "find_spools",
     "injected_arguments",
+    "results_store",
     "run_store",
     "sync_metrics_spools",
 ]
@@ -354,6 +357,12 @@ def run_store(run_dir: str | os.PathLike[str]) -> RunStore:
     """The run store of ``run_dir`` (files adapter): checkpoint records, metric rewind on
     resume, stored arrays. Not a ``containers.yaml`` port: every run directory is files."""
     return FilesRunStore(run_dir)
+
+
+def results_store(path: str | os.PathLike[str]) -> ResultsStore:
+    """The results store of the JSONL file ``path`` (files adapter), where ``eval --out``
+    keeps its results. Not a ``containers.yaml`` port: a results log is always a file."""
+    return FilesResultsStore(path)
 
 
 # --- logs sync: the spools the metrics sinks above left behind ---------------------------

@@ -2,8 +2,8 @@
 
 One module per port. Ports import only the standard library, attrs, numpy and
 :mod:`crucible_train.types` / :mod:`crucible_train.errors`. :data:`PORTS` lists the ports
-configured in ``containers.yaml``; the :class:`RunStore` is not one of them (the container
-builds one per run directory).
+configured in ``containers.yaml``; the :class:`RunStore` and the :class:`ResultsStore` are
+not among them (the container builds one per run directory, or per results file).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from crucible_train.ports.hub import HubClient
 from crucible_train.ports.llm import Completion, LLMClient, LLMParams
 from crucible_train.ports.metrics import MetricsSink, MetricValue
 from crucible_train.ports.model_info import ModelConfig, ModelInfo
+from crucible_train.ports.results_store import RESULTS_FORMAT_VERSION, ResultsStore
 from crucible_train.ports.run_store import CheckpointRecord, RunStore
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.tokenizer import Tokenizer
@@ -23,6 +24,7 @@ from crucible_train.ports.training import CustomLossFn, CustomLossResult, Traini
 from crucible_train.ports.vector_store import VectorMatch, VectorStore
 
 __all__ = [
+    "RESULTS_FORMAT_VERSION",
     "BlobStore",
     "CheckpointRecord",
     "Completion",
@@ -40,6 +42,7 @@ __all__ = [
     "MetricsSink",
     "ModelConfig",
     "ModelInfo",
+    "ResultsStore",
     "RunStore",
     "SamplingClient",
     "Tokenizer",

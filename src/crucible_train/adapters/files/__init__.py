@@ -1,5 +1,5 @@
-"""Local filesystem adapters (adapter layer, ``os`` and ``json``): blobs, JSONL datasets and
-the run-directory metrics sink."""
+"""Local filesystem adapters (adapter layer, ``os`` and ``json``): blobs, JSONL datasets,
+the run-directory metrics sink and run store, and the eval results store."""
 
 from __future__ import annotations
 

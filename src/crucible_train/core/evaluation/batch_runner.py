@@ -3,12 +3,17 @@
 The three stages compose lazily, so a run over millions of samples keeps flat memory::
 
     config = EvalConfig(scorers=("exact_match",), generate=my_generate)
-    fingerprint = run_fingerprint(config, "samples.jsonl")
-    done = completed_ids("results.jsonl") if resume else frozenset()
+    fingerprint = run_fingerprint(config, samples_bytes)  # the samples file's content
+    store = results_store("results.jsonl")  # from crucible_train.container
+    done = completed_ids(store) if resume else frozenset()
     results = stream_evaluate(samples, config, skip_ids=done)
-    persisted = persist_results(results, "results.jsonl", run_fingerprint=fingerprint,
-                                resume=resume)
+    persisted = persist_results(results, store, run_fingerprint=fingerprint, resume=resume)
     metrics = aggregate_metrics(persisted, threshold=config.threshold)
+
+Core does no file I/O: results go through the
+:class:`~crucible_train.ports.results_store.ResultsStore` port (its files adapter keeps the
+JSONL format and the crash safety), and the caller reads the samples' bytes for the
+fingerprint.
 
 Failure policy (the upstream runner silently dropped failing chunks; this one never
 drops anything): every input sample yields exactly one :class:`EvalResult`, in input
@@ -26,7 +31,6 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -35,6 +39,7 @@ from crucible_train.core.scoring import Scorer, get_scorer
 from crucible_train.core.scoring import score as score_one
 from crucible_train.core.scoring import score_batch as score_many
 from crucible_train.errors import ConfigurationError, InvalidDataError
+from crucible_train.ports.results_store import RESULTS_FORMAT_VERSION, ResultsStore
 
 __all__ = [
     "RESULTS_FORMAT_VERSION",
@@ -49,8 +54,6 @@ __all__ = [
     "stream_evaluate",
 ]
 
-RESULTS_FORMAT_VERSION = 1
-_HEADER_KEY = "__header__"
 _Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 
 
@@ -122,9 +125,13 @@ class EvalResult:
     scores: dict[str, float] = attrs.field(factory=dict, hash=False)
     error: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON object (what a :class:`ResultsStore` record holds)."""
+        return attrs.asdict(self)
+
     def to_json(self) -> str:
         """One JSON object on one line (no trailing newline)."""
-        return json.dumps(attrs.asdict(self), ensure_ascii=False, allow_nan=False)
+        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def from_json(cls, line: str | Mapping[str, Any]) -> EvalResult:
@@ -401,19 +408,33 @@ def _finish(items: list[_Item], scorers: list[Scorer], config: EvalConfig) -> It
         yield item.result()
 
 
-# --- persistence --------------------------------------------------------------------------
+# --- persistence ------------------------------------------------------------------------
 
 
 def run_fingerprint(
-    config: EvalConfig, samples_path: str | os.PathLike[str], *, extra: Any = None
+    config: EvalConfig, samples_content: bytes | Iterable[bytes], *, extra: Any = None
 ) -> str:
     """A stable hash identifying a run, for safe ``--resume``.
 
-    Covers the scorer names and options, the threshold, the *content* of the samples file
-    (so renaming or moving it keeps the fingerprint, editing it changes it) and ``extra``
-    (JSON-serialisable; callers put the model and generation settings there, since
-    ``generate`` itself cannot be hashed).
+    Covers the scorer names and options, the threshold, the *content* of the samples
+    (so renaming or moving their file keeps the fingerprint, editing it changes it) and
+    ``extra`` (JSON-serialisable; callers put the model and generation settings there,
+    since ``generate`` itself cannot be hashed).
+
+    Args:
+        config: the evaluation's scorers, options and threshold.
+        samples_content: the bytes of the samples file, whole or as successive blocks
+            (a generator of blocks keeps memory flat for a large file).
+        extra: anything else that decides the results.
+
+    Raises:
+        ConfigurationError: ``samples_content`` is a path or text instead of bytes.
     """
+    if isinstance(samples_content, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"run_fingerprint takes the samples' content as bytes, not the path "
+            f"{os.fspath(samples_content)!r}; pass the file's bytes (or blocks of them)"
+        )
     digest = hashlib.sha256()
     described = {
         "scorers": list(config.scorer_names()),
@@ -422,176 +443,106 @@ def run_fingerprint(
         "extra": extra,
     }
     digest.update(json.dumps(described, sort_keys=True, default=repr).encode())
-    with open(samples_path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    blocks = (samples_content,) if isinstance(samples_content, bytes) else samples_content
+    for block in blocks:
+        if not isinstance(block, bytes):
+            raise ConfigurationError(
+                f"run_fingerprint got a {type(block).__name__} block of samples content; pass bytes"
+            )
+        digest.update(block)
     return digest.hexdigest()[:32]
 
 
-def _header_line(fingerprint: str) -> bytes:
-    header = {_HEADER_KEY: {"run_fingerprint": fingerprint, "version": RESULTS_FORMAT_VERSION}}
-    return (json.dumps(header) + "\n").encode()
-
-
-def _read_header(path: Path) -> dict[str, Any] | None:
-    """The header of a results file, or ``None`` if no complete first line exists."""
-    with open(path, "rb") as handle:
-        first = handle.readline()
-    if not first.endswith(b"\n"):
-        return None
-    try:
-        header = json.loads(first)[_HEADER_KEY]
-    except (ValueError, KeyError, TypeError) as exc:
+def _check_store(store: object, caller: str) -> ResultsStore:
+    # A path was the argument before results went through the port: say what to pass now.
+    if not isinstance(store, ResultsStore):
         raise ConfigurationError(
-            f"results file {path} has no crucible-train header; choose a new --out"
-        ) from exc
-    if not isinstance(header, dict):
-        raise ConfigurationError(f"results file {path} has a malformed header")
-    return header
-
-
-def _truncate_torn_tail(path: Path) -> None:
-    """Cut an unterminated last line (a write interrupted by a crash) off the file."""
-    with open(path, "r+b") as handle:
-        end = handle.seek(0, os.SEEK_END)
-        position = end
-        while position > 0:
-            step = min(65536, position)
-            handle.seek(position - step)
-            block = handle.read(step)
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                keep = position - step + newline + 1
-                break
-            position -= step
-        else:
-            keep = 0
-        if keep != end:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    os.fsync(fd)
-
-
-def _open_results(path: Path, fingerprint: str, *, resume: bool, overwrite: bool) -> int:
-    exists = path.exists() and path.stat().st_size > 0
-    if exists and resume:
-        _truncate_torn_tail(path)
-        header = _read_header(path)
-        if header is not None:
-            found = header.get("run_fingerprint")
-            if found != fingerprint:
-                raise ConfigurationError(
-                    f"results file {path} was written by a different run (fingerprint "
-                    f"{found}, expected {fingerprint}); use a new --out or drop --resume"
-                )
-            return os.open(path, os.O_WRONLY | os.O_APPEND)
-        # Only a torn header survived: nothing was recorded, start the file again.
-    elif exists and not overwrite:
-        raise ConfigurationError(
-            f"results file {path} already exists; pass --resume to continue it, "
-            "or choose a new --out"
+            f"{caller} takes a ResultsStore, not a {type(store).__name__}; build one for a "
+            "file with crucible_train.container.results_store(path)"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-    try:
-        _write_all(fd, _header_line(fingerprint))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return store
 
 
 def persist_results(
     results: Iterable[EvalResult],
-    path: str | os.PathLike[str],
+    store: ResultsStore,
     *,
     run_fingerprint: str,
     resume: bool = False,
     overwrite: bool = False,
     chunk_size: int = 25,
 ) -> Iterator[EvalResult]:
-    """Append results to a JSONL file and pass them through.
+    """Append results to a results store and pass them through.
 
-    The first line is ``{"__header__": {"run_fingerprint": ..., "version": 1}}``. Results
-    are written one chunk at a time with a single ``write`` followed by ``fsync``, and
-    yielded after they are on disk; a crash can only leave an unterminated last line,
-    which the next ``resume`` truncates away. Closing the returned iterator early writes
-    the results already received.
+    The store's log is headed by ``run_fingerprint``. Results are appended one chunk at a
+    time (each append durable, see :class:`~crucible_train.ports.ResultsStore`) and
+    yielded after they are stored; a crash can only leave a torn last record, which the
+    next ``resume`` removes. Closing the returned iterator early stores the results
+    already received.
 
     Args:
-        results: results to write, typically from :func:`stream_evaluate`.
-        path: the JSONL file.
-        run_fingerprint: from :func:`run_fingerprint`; stored in the header.
-        resume: continue an existing file (its header must carry the same fingerprint).
-        overwrite: replace an existing file when not resuming.
-        chunk_size: results per write.
+        results: results to store, typically from :func:`stream_evaluate`.
+        store: where they go (``crucible_train.container.results_store(path)`` for a
+            JSONL file).
+        run_fingerprint: from :func:`run_fingerprint`; stored in the log's header.
+        resume: continue the stored log (its header must carry the same fingerprint).
+        overwrite: replace a stored log when not resuming.
+        chunk_size: results per append.
 
     Raises:
-        ConfigurationError (when called): the file exists and neither ``resume`` nor
-            ``overwrite`` is set, or ``resume`` finds a different fingerprint.
+        ConfigurationError (when called): the store holds a log and neither ``resume``
+            nor ``overwrite`` is set, or ``resume`` finds a different fingerprint.
     """
     if chunk_size < 1:
         raise ConfigurationError(f"chunk_size is {chunk_size}; it must be >= 1")
-    fd = _open_results(Path(path), run_fingerprint, resume=resume, overwrite=overwrite)
-    return _persist(results, fd, chunk_size)
+    checked = _check_store(store, "persist_results")
+    checked.open_run(run_fingerprint, resume=resume, overwrite=overwrite)
+    return _persist(results, checked, chunk_size)
 
 
-def _lines(results: list[EvalResult]) -> bytes:
-    return "".join(result.to_json() + "\n" for result in results).encode()
+def _append(store: ResultsStore, results: list[EvalResult]) -> None:
+    store.append([result.to_dict() for result in results])
 
 
-def _persist(results: Iterable[EvalResult], fd: int, chunk_size: int) -> Iterator[EvalResult]:
+def _persist(
+    results: Iterable[EvalResult], store: ResultsStore, chunk_size: int
+) -> Iterator[EvalResult]:
     buffer: list[EvalResult] = []
     try:
         for result in results:
             buffer.append(result)
             if len(buffer) >= chunk_size:
-                # Clear the buffer before yielding so an early close cannot write it twice.
+                # Clear the buffer before yielding so an early close cannot store it twice.
                 written, buffer = buffer, []
-                _write_all(fd, _lines(written))
+                _append(store, written)
                 yield from written
         if buffer:
             written, buffer = buffer, []
-            _write_all(fd, _lines(written))
+            _append(store, written)
             yield from written
     finally:
-        try:
-            if buffer:  # interrupted mid-chunk: keep what was computed
-                _write_all(fd, _lines(buffer))
-        finally:
-            os.close(fd)
+        if buffer:  # interrupted mid-chunk: keep what was computed
+            _append(store, buffer)
 
 
-def read_results(path: str | os.PathLike[str]) -> Iterator[EvalResult]:
-    """Stream the results of a file written by :func:`persist_results`.
+def read_results(store: ResultsStore) -> Iterator[EvalResult]:
+    """Stream the results stored by :func:`persist_results` (none for an empty store).
 
-    The header and an unterminated (torn) last line are skipped; the file is not changed.
+    A torn last record is skipped; the store is not changed.
+
+    Raises:
+        InvalidDataError: a stored record is not a result.
     """
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle):
-            if not line.endswith(b"\n"):
-                return  # torn tail of an interrupted write
-            if number == 0 and line.startswith(b'{"' + _HEADER_KEY.encode()):
-                continue
-            yield EvalResult.from_json(line.decode())
+    checked = _check_store(store, "read_results")
+    return (EvalResult.from_json(record) for record in checked.records())
 
 
-def completed_ids(path: str | os.PathLike[str]) -> frozenset[str]:
-    """Ids with a result in ``path`` (errors included); empty if the file does not exist.
+def completed_ids(store: ResultsStore) -> frozenset[str]:
+    """Ids with a result in ``store`` (errors included); empty for an empty store.
 
     Pass it as ``stream_evaluate(..., skip_ids=...)`` when resuming.
     """
-    if not Path(path).exists():
-        return frozenset()
-    return frozenset(result.id for result in read_results(path))
+    return frozenset(result.id for result in read_results(store))
 
 
 # --- aggregation ----------------------------------------------------------------------------

@@ -12,8 +12,9 @@ Lines are read lazily, one at a time, and streamed through
   number and counted as an error result whose id is ``<line N>``; ``--strict`` stops the
   run with exit code 2 instead;
 * ``--out`` appends results to a JSONL file headed by a run fingerprint (samples file
-  content, scorers, generation settings); ``--resume`` skips ids already there and
-  refuses a file written by a different run.
+  content, scorers, generation settings), through the results store that
+  :func:`crucible_train.container.results_store` builds; ``--resume`` skips ids already
+  there and refuses a file written by a different run.
 
 A progress bar with ETA goes to stderr, a summary table to stdout, and the aggregate
 metrics (prefixed ``eval/``) to the configured metrics sinks.
@@ -44,7 +45,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from crucible_train.container import ResolvedConfig, container_from_config, load_config
+from crucible_train.container import (
+    ResolvedConfig,
+    container_from_config,
+    load_config,
+    results_store,
+)
 from crucible_train.core.evaluation import (
     EvalConfig,
     EvalResult,
@@ -183,6 +189,12 @@ class _SampleReader:
         return EvalResult(id=f"<line {number}>", error=f"malformed sample line {number}: {reason}")
 
 
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file's bytes, 1 MiB at a time (for the run fingerprint, in flat memory)."""
+    with open(path, "rb") as handle:
+        yield from iter(lambda: handle.read(1 << 20), b"")
+
+
 def _count_lines(path: Path) -> int:
     """Non-blank lines, counted by a cheap byte scan (no JSON parsing)."""
     with open(path, "rb") as handle:
@@ -299,7 +311,7 @@ def run_eval(
         extra = {"generate": options.generate}
         if options.generate:
             extra["llm"] = resolved.as_dict()["llm"]
-        fingerprint = run_fingerprint(config, path, extra=extra)
+        fingerprint = run_fingerprint(config, _blocks(path), extra=extra)
         total = _count_lines(path)
         console = Console(file=err_stream)
         # Through the console, so warnings print above a live progress bar, not into it.
@@ -324,12 +336,13 @@ def run_eval(
                 yield reader.fix(result)
 
         results: Iterator[EvalResult] = lazily()
-        if options.out is not None:
+        store = results_store(options.out) if options.out is not None else None
+        if store is not None:
             results = persist_results(
-                results, options.out, run_fingerprint=fingerprint, resume=options.resume
+                results, store, run_fingerprint=fingerprint, resume=options.resume
             )
             if options.resume:
-                done.update(completed_ids(options.out))
+                done.update(completed_ids(store))
         metrics = container.metrics_resource()
         progress = Progress(
             TextColumn("eval"),
@@ -348,13 +361,13 @@ def run_eval(
                     progress.advance(task)
                     yield result
 
-            if options.out is None:
+            if store is None:
                 summary = aggregate_metrics(tracked())
             else:
                 for _ in tracked():
                     pass
-                # The file holds earlier runs' results too when resuming: summarise all.
-                summary = aggregate_metrics(read_results(options.out))
+                # The store holds earlier runs' results too when resuming: summarise all.
+                summary = aggregate_metrics(read_results(store))
         metrics.log_metrics(_flat_metrics(summary), step=0)
         Console(file=out_stream).print(_summary_table(summary))
         if options.out is not None:
