@@ -10,7 +10,7 @@ The three stages compose lazily, so a run over millions of samples keeps flat me
     persisted = persist_results(results, store, run_fingerprint=fingerprint, resume=resume)
     metrics = aggregate_metrics(persisted, threshold=config.threshold)
 
-Core does no file I/O: results go through the
+The batch runner does no file I/O: results go through the
 :class:`~crucible_train.ports.results_store.ResultsStore` port (its files adapter keeps the
 JSONL format and the crash safety), and the caller reads the samples' bytes for the
 fingerprint.
