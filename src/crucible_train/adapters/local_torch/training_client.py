@@ -21,7 +21,6 @@ padding.
 from __future__ import annotations
 
 import functools
-import json
 import queue
 import threading
 import weakref
@@ -34,7 +33,6 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from crucible_train.adapters.local_torch._files import atomic_directory, sha256_file
 from crucible_train.adapters.local_torch.losses import (
     LOSS_INPUTS,
     check_loss_name,
@@ -52,6 +50,14 @@ from crucible_train.adapters.local_torch.model import (
 from crucible_train.adapters.local_torch.settings import (
     DEFAULT_LORA_TARGETS,
     LocalTorchModelSettings,
+)
+from crucible_train.adapters.local_torch.training_state import (
+    STATE_FORMAT,
+    STATE_FORMAT_VERSION,
+    read_training_state,
+    restore_parameters,
+    restore_rng,
+    save_training_state,
 )
 from crucible_train.errors import (
     ConfigurationError,
@@ -76,18 +82,6 @@ if TYPE_CHECKING:
     from crucible_train.ports.sampling import SamplingClient
 
 __all__ = ["STATE_FORMAT", "STATE_FORMAT_VERSION", "LocalTorchTrainingClient"]
-
-STATE_FORMAT: Final = "crucible-train/local_torch-training-state"
-"""The ``format`` of a training state's ``manifest.json``."""
-
-STATE_FORMAT_VERSION: Final = 1
-"""The manifest ``format_version`` this code writes and reads."""
-
-_WEIGHTS: Final = "weights.safetensors"
-_OPTIMIZER: Final = "optimizer.safetensors"
-_RNG: Final = "rng.safetensors"
-_MANIFEST: Final = "manifest.json"
-_STATE_KEY_SEPARATOR: Final = "::"  # optimizer tensors are stored as "<param>::<state key>"
 
 _T = TypeVar("_T")
 _STOP: Final = object()
@@ -650,113 +644,27 @@ class LocalTorchTrainingClient(TrainingClient):
     # --- training state -----------------------------------------------------------------
 
     def _run_save_state(self, name: Any) -> str:
-        import torch
-        from safetensors.torch import save_file
-
         checked = _checkpoint_name("save_state", name)
         destination = Path(self._settings.checkpoint_dir) / checked
-        weights = {
-            name: parameter.detach().cpu().contiguous() for name, parameter in self._trainable
-        }
-        optimizer: dict[str, torch.Tensor] = {}
-        for name, parameter in self._trainable:
-            for key, value in self._optimizer.state.get(parameter, {}).items():
-                if isinstance(value, torch.Tensor):
-                    optimizer[f"{name}{_STATE_KEY_SEPARATOR}{key}"] = value.detach().cpu()
-        rng = {"torch_cpu": torch.get_rng_state()}
-        if self._device.type == "cuda":
-            for index, state in enumerate(torch.cuda.get_rng_state_all()):
-                rng[f"torch_cuda_{index}"] = state
-        with atomic_directory(destination) as temporary:
-            files: dict[str, dict[str, Any]] = {}
-            for file_name, tensors in ((_WEIGHTS, weights), (_OPTIMIZER, optimizer), (_RNG, rng)):
-                path = temporary / file_name
-                save_file(tensors, str(path))
-                files[file_name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-            manifest = {
-                "format": STATE_FORMAT,
-                "format_version": STATE_FORMAT_VERSION,
-                "fingerprint": self._fingerprint,
-                "step": self._step,
-                "trainable": "lora" if self._settings.lora_rank > 0 else "full",
-                "base_model": self._settings.model_path,
-                "files": files,
-            }
-            (temporary / _MANIFEST).write_text(
-                json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
+        save_training_state(
+            destination,
+            trainable=self._trainable,
+            adamw=self._optimizer,
+            device=self._device,
+            fingerprint=self._fingerprint,
+            step=self._step,
+            lora=self._settings.lora_rank > 0,
+            base_model=self._settings.model_path,
+        )
         return str(destination)
 
     def _run_load_state(self, path: Any) -> None:
-        import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        if not isinstance(path, str | Path) or not str(path).strip():
-            raise ConfigurationError(f"load_state: path must be a directory path, got {path!r}")
-        directory = Path(path).expanduser()
-        if not directory.is_dir():
-            raise ConfigurationError(
-                f"load_state: no training state at {str(directory)!r} (not a directory)"
-            )
-        manifest = _read_manifest(directory)
-        differences = _differences(manifest["fingerprint"], self._fingerprint)
-        if differences:
-            raise ConfigurationError(
-                f"load_state: the state at {str(directory)!r} belongs to a different model "
-                f"(checkpoint vs this client): {'; '.join(differences)}"
-            )
-        tensors: dict[str, dict[str, torch.Tensor]] = {}
-        for file_name in (_WEIGHTS, _OPTIMIZER, _RNG):
-            file_path = _verified_file(directory, manifest, file_name)
-            try:
-                tensors[file_name] = load_file(str(file_path), device="cpu")
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise TrainingClientError(f"load_state: {file_path} cannot be read: {exc}") from exc
-        weights = tensors[_WEIGHTS]
         expected = dict(self._trainable)
-        missing = sorted(set(expected) - set(weights))
-        unexpected = sorted(set(weights) - set(expected))
-        if missing or unexpected:
-            raise ConfigurationError(
-                f"load_state: the state's weights do not match this model: missing "
-                f"{missing[:3] or 'none'}, unexpected {unexpected[:3] or 'none'}"
-            )
-        for name, parameter in expected.items():
-            if tuple(weights[name].shape) != tuple(parameter.shape):
-                raise ConfigurationError(
-                    f"load_state: weight {name} has shape {list(weights[name].shape)} in the "
-                    f"state but {list(parameter.shape)} in this model"
-                )
-        optimizer_state: dict[str, dict[str, torch.Tensor]] = {}
-        for key, value in tensors[_OPTIMIZER].items():
-            name, _, state_key = key.rpartition(_STATE_KEY_SEPARATOR)
-            if name not in expected or not state_key:
-                raise TrainingClientError(
-                    f"load_state: optimizer tensor {key!r} names no trainable weight"
-                )
-            optimizer_state.setdefault(name, {})[state_key] = value
-
+        state = read_training_state(path, expected=expected, fingerprint=self._fingerprint)
         # Everything checked: now change the client, all at once.
-        with torch.no_grad():
-            for name, parameter in expected.items():
-                parameter.copy_(weights[name])
-        self._optimizer.zero_grad(set_to_none=True)
-        self._optimizer.state.clear()
-        for name, state in optimizer_state.items():
-            parameter = expected[name]
-            self._optimizer.state[parameter] = {
-                # AdamW keeps its step count on the CPU unless capturable/fused.
-                key: value if key == "step" else value.to(parameter.device)
-                for key, value in state.items()
-            }
-        self._step = int(manifest["step"])
-        rng = tensors[_RNG]
-        torch.set_rng_state(rng["torch_cpu"])
-        if self._device.type == "cuda":
-            cuda_states = [rng[key] for key in sorted(rng) if key.startswith("torch_cuda_")]
-            if cuda_states:
-                torch.cuda.set_rng_state_all(cuda_states)
+        restore_parameters(state, expected=expected, adamw=self._optimizer)
+        self._step = state.step
+        restore_rng(state.rng, self._device)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -882,65 +790,3 @@ def _check_custom_result(
                 f"{operation}: metric {key!r} from the loss function is not a number"
             ) from None
     return loss_value, checked, converted
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / _MANIFEST
-    if not path.is_file():
-        raise ConfigurationError(
-            f"load_state: {str(directory)!r} is not a local_torch training state "
-            f"({_MANIFEST} is missing)"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TrainingClientError(f"load_state: {path} is corrupted: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != STATE_FORMAT:
-        raise ConfigurationError(f"load_state: {path} is not a local_torch training state manifest")
-    version = manifest.get("format_version")
-    if version != STATE_FORMAT_VERSION:
-        raise ConfigurationError(
-            f"load_state: {path} has format_version {version!r}; this crucible-train reads "
-            f"version {STATE_FORMAT_VERSION}"
-        )
-    if (
-        not isinstance(manifest.get("fingerprint"), dict)
-        or not isinstance(manifest.get("files"), dict)
-        or isinstance(manifest.get("step"), bool)
-        or not isinstance(manifest.get("step"), int)
-    ):
-        raise TrainingClientError(f"load_state: {path} is malformed (fingerprint, files, step)")
-    return manifest
-
-
-def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``"hidden_size 128 vs 256"`` for every fingerprint entry that differs."""
-    return [
-        f"{key} {saved.get(key)!r} vs {current.get(key)!r}".replace("'", "")
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
-    ]
-
-
-def _verified_file(directory: Path, manifest: Mapping[str, Any], file_name: str) -> Path:
-    entry = manifest["files"].get(file_name)
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise TrainingClientError(
-            f"load_state: {directory / _MANIFEST} lists no checksum for {file_name}"
-        )
-    path = directory / file_name
-    if not path.is_file():
-        raise TrainingClientError(f"load_state: the state is incomplete: {path} is missing")
-    size = path.stat().st_size
-    if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:
-        raise TrainingClientError(
-            f"load_state: {path} is truncated or corrupted: {size} bytes, the manifest "
-            f"says {entry['bytes']}"
-        )
-    actual = sha256_file(path)
-    if actual != entry["sha256"]:
-        raise TrainingClientError(
-            f"load_state: {path} is corrupted: its sha256 {actual[:16]}... does not match "
-            f"the manifest's {entry['sha256'][:16]}..."
-        )
-    return path
