@@ -29,10 +29,14 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-import attrs
 import numpy as np
 import numpy.typing as npt
 
+from crucible_train.adapters.local_torch.batching import (
+    DatumBatcher,
+    per_datum,
+    target_logprobs,
+)
 from crucible_train.adapters.local_torch.losses import (
     LOSS_INPUTS,
     check_loss_name,
@@ -62,7 +66,6 @@ from crucible_train.adapters.local_torch.training_state import (
 from crucible_train.errors import (
     ConfigurationError,
     CrucibleError,
-    InvalidDataError,
     TrainingClientError,
 )
 from crucible_train.ports.training import CustomLossFn, TrainingClient
@@ -70,7 +73,6 @@ from crucible_train.types import (
     AdamParams,
     Datum,
     ForwardBackwardOutput,
-    ImageChunk,
     LossFnName,
     OptimStepResponse,
     TensorData,
@@ -117,19 +119,6 @@ def _work(calls: queue.SimpleQueue[Any]) -> None:
                 future.set_result(result)
         # Drop references to the finished call (and through it, to the client) while idle.
         del future, call
-
-
-@attrs.frozen(kw_only=True)
-class _Batch:
-    """Validated datums as tensors; ``N`` = total real positions, ``K`` = targets each."""
-
-    input_ids: torch.Tensor  # (B, T_max) int64, right-padded with 0
-    attention_mask: torch.Tensor | None  # (B, T_max); None when no datum is padded
-    positions: torch.Tensor  # (B, T_max) bool: real (not padding) positions
-    targets: torch.Tensor  # (N, K) int64
-    inputs: dict[str, torch.Tensor]  # float32 loss inputs, (N,) or (N, K)
-    lengths: tuple[int, ...]  # positions per datum
-    per_position: int | None  # K when targets are (T, K); None for (T,)
 
 
 class LocalTorchTrainingClient(TrainingClient):
@@ -182,11 +171,14 @@ class LocalTorchTrainingClient(TrainingClient):
         self._settings = resolve_settings(settings, port="training")
         self._model = build_model(self._settings)
         config = base_model_config(self._model)
-        self._vocab_size = int(config.vocab_size)
-        self._max_positions = int(
-            getattr(config, "max_position_embeddings", None) or self._settings.max_seq_length
-        )
         self._device = next(self._model.parameters()).device
+        self._batcher = DatumBatcher(
+            vocab_size=int(config.vocab_size),
+            max_positions=int(
+                getattr(config, "max_position_embeddings", None) or self._settings.max_seq_length
+            ),
+            device=self._device,
+        )
         self._fingerprint = model_fingerprint(self._model, self._settings)
         # Full fine-tuning trains everything; with LoRA only the adapters require grad.
         self._trainable = [
@@ -381,151 +373,7 @@ class LocalTorchTrainingClient(TrainingClient):
                 self._calls.put((future, operation, call))
         return future
 
-    # --- input validation ---------------------------------------------------------------
-
-    def _check_ids(self, ids: npt.NDArray[np.int64], where: Callable[[int], str]) -> None:
-        bad = np.flatnonzero((ids < 0) | (ids >= self._vocab_size))
-        if bad.size:
-            flat = int(bad[0])
-            raise InvalidDataError(
-                f"{where(flat)} is {int(ids.reshape(-1)[flat])}, outside the vocabulary "
-                f"(vocab_size {self._vocab_size}: ids 0..{self._vocab_size - 1})"
-            )
-
-    def _prepare(
-        self,
-        operation: str,
-        datums: Any,
-        *,
-        required: tuple[str, ...],
-        what: str,
-        exact_keys: bool,
-        allow_per_position: bool,
-    ) -> _Batch:
-        """Validate every datum completely, then build the padded batch tensors."""
-        import torch
-
-        if not isinstance(datums, Sequence) or isinstance(datums, str | bytes):
-            raise ConfigurationError(
-                f"{operation}: datums must be a list of Datum, got {type(datums).__name__}"
-            )
-        if not datums:
-            raise ConfigurationError(f"{operation}: no datums; pass at least one Datum")
-        float_keys = [key for key in required if key != "target_tokens"]
-        all_tokens: list[npt.NDArray[np.int64]] = []
-        all_targets: list[npt.NDArray[np.int64]] = []
-        all_inputs: dict[str, list[npt.NDArray[np.float32]]] = {key: [] for key in float_keys}
-        for index, datum in enumerate(datums):
-            at = f"{operation}: datum {index}"
-            tokens = self._check_tokens(at, datum)
-            _check_keys(at, datum, required, what, exact_keys=exact_keys)
-            targets = self._check_targets(at, datum, len(tokens), allow_per_position)
-            for key in float_keys:
-                all_inputs[key].append(_check_floats(at, datum, key, targets.shape))
-            all_tokens.append(tokens)
-            all_targets.append(targets)
-        if len({targets.shape[1:] for targets in all_targets}) > 1:
-            raise InvalidDataError(
-                f"{operation}: datums mix target_tokens shapes (T,) and (T, K), or differ in "
-                "K; use one layout per call"
-            )
-
-        lengths = tuple(int(tokens.shape[0]) for tokens in all_tokens)
-        longest = max(lengths)
-        padded = np.zeros((len(lengths), longest), dtype=np.int64)
-        real = np.zeros((len(lengths), longest), dtype=bool)
-        for row, tokens in enumerate(all_tokens):
-            padded[row, : tokens.shape[0]] = tokens
-            real[row, : tokens.shape[0]] = True
-        per_position = all_targets[0].shape[1] if all_targets[0].ndim == 2 else None
-        targets_nk = np.concatenate(all_targets).reshape(sum(lengths), per_position or 1)
-        device = self._device
-        positions = torch.from_numpy(real).to(device)
-        return _Batch(
-            input_ids=torch.from_numpy(padded).to(device),
-            # Right padding with a causal model: real positions never attend to padding,
-            # so the mask only matters for padded rows; skip it when nothing is padded.
-            attention_mask=None if real.all() else positions.long(),
-            positions=positions,
-            targets=torch.from_numpy(targets_nk).to(device),
-            inputs={
-                key: torch.from_numpy(np.concatenate(arrays)).to(device)
-                for key, arrays in all_inputs.items()
-            },
-            lengths=lengths,
-            per_position=per_position,
-        )
-
-    def _check_tokens(self, at: str, datum: Any) -> npt.NDArray[np.int64]:
-        """The datum's input ids, refusing non-datums, images, empty/long inputs, bad ids."""
-        if not isinstance(datum, Datum):
-            raise ConfigurationError(f"{at} is a {type(datum).__name__}; expected a Datum")
-        for chunk_index, chunk in enumerate(datum.model_input.chunks):
-            if isinstance(chunk, ImageChunk):
-                raise InvalidDataError(
-                    f"{at}: model_input chunk {chunk_index} is an image; the local_torch "
-                    "engine trains text-only causal LMs and does not support image inputs"
-                )
-        tokens = np.asarray(datum.model_input.to_ints(), dtype=np.int64)
-        length = int(tokens.shape[0])
-        if length == 0:
-            raise InvalidDataError(f"{at}: model_input is empty; give at least one token")
-        if length > self._max_positions:
-            raise InvalidDataError(
-                f"{at}: model_input has {length} positions; the model accepts at most "
-                f"{self._max_positions} (max_seq_length)"
-            )
-        self._check_ids(tokens, lambda flat: f"{at}: model_input token at position {flat}")
-        return tokens
-
-    def _check_targets(
-        self, at: str, datum: Datum, length: int, allow_per_position: bool
-    ) -> npt.NDArray[np.int64]:
-        """``target_tokens``: int64 ids of shape (T,) (or (T, K) where allowed)."""
-        targets = datum.loss_fn_inputs["target_tokens"].to_numpy()
-        if targets.dtype != np.int64:
-            raise InvalidDataError(
-                f"{at}: target_tokens are {targets.dtype}; they must be int64 token ids"
-            )
-        ranks = (1, 2) if allow_per_position else (1,)
-        if targets.shape[:1] != (length,) or targets.ndim not in ranks:
-            shapes = f"({length},) or ({length}, K)" if allow_per_position else f"({length},)"
-            raise InvalidDataError(
-                f"{at}: target_tokens has shape {list(targets.shape)}; expected {shapes}"
-            )
-        width = targets.shape[1] if targets.ndim == 2 else None
-
-        def where(flat: int) -> str:
-            index = f"[{flat}]" if width is None else f"[{flat // width}, {flat % width}]"
-            return f"{at}: target_tokens{index}"
-
-        self._check_ids(targets, where)
-        result: npt.NDArray[np.int64] = targets
-        return result
-
     # --- model work (worker thread) -----------------------------------------------------
-
-    def _target_logprobs(self, batch: _Batch) -> torch.Tensor:
-        """log p(target) at every real position: (N,), or (N, K) for per-position targets."""
-        import torch
-
-        output = self._model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
-        )
-        if batch.attention_mask is None:
-            # No padding: a reshape is a view, whereas mask indexing copies the (N, V)
-            # logits forward and scatters them back on backward (~4% of a step).
-            logits = output.logits.reshape(-1, output.logits.shape[-1])
-        else:
-            logits = output.logits[batch.positions]  # (N, V): padding is never scored
-        logprobs: torch.Tensor = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch.targets)
-        return logprobs if batch.per_position is not None else logprobs.squeeze(-1)
-
-    def _per_datum(self, values: torch.Tensor, batch: _Batch) -> list[TensorData]:
-        import torch
-
-        pieces = torch.split(values.detach().float().cpu(), list(batch.lengths))
-        return [TensorData(array=piece.numpy()) for piece in pieces]
 
     def _run_builtin(
         self, datums: Any, loss_fn: Any, loss_fn_config: Any, backward: bool
@@ -540,7 +388,7 @@ class LocalTorchTrainingClient(TrainingClient):
                 f"got {type(loss_fn_config).__name__}"
             )
         options = resolve_loss_config(name, loss_fn_config)
-        batch = self._prepare(
+        batch = self._batcher.prepare(
             operation,
             datums,
             required=LOSS_INPUTS[name],
@@ -549,7 +397,7 @@ class LocalTorchTrainingClient(TrainingClient):
             allow_per_position=name == "cross_entropy",
         )
         with torch.enable_grad() if backward else torch.no_grad():
-            logprobs = self._target_logprobs(batch)
+            logprobs = target_logprobs(self._model, batch)
             elementwise = elementwise_loss(name, logprobs, batch.inputs, options)
             if backward:
                 torch.autograd.backward(elementwise.sum())
@@ -557,7 +405,7 @@ class LocalTorchTrainingClient(TrainingClient):
         outputs: list[Mapping[str, TensorData]] = [
             {"logprobs": logprob, "elementwise_loss": loss}
             for logprob, loss in zip(
-                self._per_datum(logprobs, batch), self._per_datum(elementwise, batch), strict=True
+                per_datum(logprobs, batch), per_datum(elementwise, batch), strict=True
             )
         ]
         return ForwardBackwardOutput(loss_fn_outputs=outputs, metrics=metrics)
@@ -571,7 +419,7 @@ class LocalTorchTrainingClient(TrainingClient):
                 f"{operation}: loss_fn must be callable (datums, logprobs) -> "
                 f"(loss, grads, metrics), got {type(loss_fn).__name__}"
             )
-        batch = self._prepare(
+        batch = self._batcher.prepare(
             operation,
             datums,
             required=("target_tokens",),
@@ -580,8 +428,8 @@ class LocalTorchTrainingClient(TrainingClient):
             allow_per_position=False,
         )
         with torch.enable_grad():
-            logprobs = self._target_logprobs(batch)
-            arrays = [piece.to_numpy().copy() for piece in self._per_datum(logprobs, batch)]
+            logprobs = target_logprobs(self._model, batch)
+            arrays = [piece.to_numpy().copy() for piece in per_datum(logprobs, batch)]
             try:
                 # Copies: whatever the loss function does to its arrays, our outputs stay.
                 result = loss_fn(list(datums), [array.copy() for array in arrays])
@@ -675,44 +523,6 @@ def _snapshot(datums: Any) -> Any:
     if isinstance(datums, Sequence) and not isinstance(datums, str | bytes):
         return tuple(datums)
     return datums
-
-
-def _check_keys(
-    at: str, datum: Datum, required: tuple[str, ...], what: str, *, exact_keys: bool
-) -> None:
-    given = datum.loss_fn_inputs
-    for key in required:
-        if key not in given:
-            raise ConfigurationError(
-                f"{at}: loss_fn_inputs has no {key!r}; {what} needs {', '.join(required)}"
-            )
-    if exact_keys:
-        for key in sorted(given):
-            if key not in required:
-                raise ConfigurationError(
-                    f"{at}: loss_fn_inputs key {key!r} is not an input of {what}, "
-                    f"which takes exactly {', '.join(required)}"
-                )
-
-
-def _check_floats(
-    at: str, datum: Datum, key: str, shape: tuple[int, ...]
-) -> npt.NDArray[np.float32]:
-    """A float loss input as float32, shaped like ``target_tokens`` and finite."""
-    values: npt.NDArray[np.float32] = datum.loss_fn_inputs[key].to_numpy().astype(np.float32)
-    if values.shape != shape:
-        raise InvalidDataError(
-            f"{at}: {key} has shape {list(values.shape)}; expected {list(shape)}, "
-            "the shape of target_tokens"
-        )
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        flat = int(bad[0])
-        raise InvalidDataError(
-            f"{at}: {key} has a non-finite value ({values.reshape(-1)[flat]} at flat index "
-            f"{flat}); loss inputs must be finite"
-        )
-    return values
 
 
 def _checkpoint_name(operation: str, name: Any) -> str:
