@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import numpy as np
 
+from crucible_train.adapters.local_torch.adamw import adamw_step, new_adamw
 from crucible_train.adapters.local_torch.batching import (
     DatumBatcher,
     per_datum,
@@ -166,7 +167,6 @@ class LocalTorchTrainingClient(TrainingClient):
         """
         # Every argument is a setting; collect them before any other local exists.
         settings = {name: value for name, value in locals().items() if name != "self"}
-        import torch
 
         self._settings = resolve_settings(settings, port="training")
         self._model = build_model(self._settings)
@@ -186,8 +186,7 @@ class LocalTorchTrainingClient(TrainingClient):
             for name, parameter in self._model.named_parameters()
             if parameter.requires_grad
         ]
-        # One AdamW for the client's life; optim_step sets its hyper-parameters each step.
-        self._optimizer = torch.optim.AdamW([p for _, p in self._trainable], lr=0.0)
+        self._optimizer = new_adamw([p for _, p in self._trainable])
         self._step = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -447,37 +446,13 @@ class LocalTorchTrainingClient(TrainingClient):
         return ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={**metrics, "loss": loss})
 
     def _run_optim_step(self, params: Any) -> OptimStepResponse:
-        import torch
-
         if not isinstance(params, AdamParams):
             raise ConfigurationError(
                 f"optim_step: params must be AdamParams, got {type(params).__name__}"
             )
-        parameters = [parameter for _, parameter in self._trainable]
-        grads = [p.grad for p in parameters if p.grad is not None]
-        if params.grad_clip_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(parameters, params.grad_clip_norm)
-        elif grads:
-            # The norm clip_grad_norm_ computes (torch.nn.utils.get_total_norm needs 2.6).
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads])
-            )
-        else:
-            norm = torch.zeros(())
-        grad_norm = float(norm.item())
-        if not np.isfinite(grad_norm):
-            self._optimizer.zero_grad(set_to_none=True)
-            raise TrainingClientError(
-                f"optim_step: the gradient norm is {grad_norm}; the step was skipped and the "
-                "gradients cleared (lower the learning rate or check the loss inputs)"
-            )
-        for group in self._optimizer.param_groups:
-            group["lr"] = params.learning_rate
-            group["betas"] = (params.beta1, params.beta2)
-            group["eps"] = params.eps
-            group["weight_decay"] = params.weight_decay
-        self._optimizer.step()
-        self._optimizer.zero_grad(set_to_none=True)
+        grad_norm = adamw_step(
+            self._optimizer, [parameter for _, parameter in self._trainable], params
+        )
         self._step += 1
         return OptimStepResponse(
             metrics={"grad_norm": grad_norm, "lr": params.learning_rate, "step": float(self._step)}
