@@ -13,9 +13,12 @@ prepare its next batch meanwhile. A failing call fails its own future with a typ
 the backend) and the worker goes on with the next call. Input is validated completely
 before the model runs, so a call refused for bad input leaves gradients untouched.
 
-Batching: datums of different lengths are right-padded into one forward pass with an
-attention mask; only real positions are scored, and results come back per datum without
-padding.
+The pieces live beside it: :mod:`~crucible_train.adapters.local_torch.call_worker` (the
+worker loop), :mod:`~crucible_train.adapters.local_torch.batching` (datum checks and
+right-padded batches: only real positions are scored, results come back per datum without
+padding), :mod:`~crucible_train.adapters.local_torch.custom_loss` (what a custom loss must
+return), :mod:`~crucible_train.adapters.local_torch.adamw` (the optimizer step) and
+:mod:`~crucible_train.adapters.local_torch.training_state` (the ``save_state`` directory).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -37,6 +40,7 @@ from crucible_train.adapters.local_torch.batching import (
     per_datum,
     target_logprobs,
 )
+from crucible_train.adapters.local_torch.call_worker import STOP, run_calls
 from crucible_train.adapters.local_torch.custom_loss import check_custom_result
 from crucible_train.adapters.local_torch.losses import (
     LOSS_INPUTS,
@@ -87,39 +91,6 @@ if TYPE_CHECKING:
 __all__ = ["STATE_FORMAT", "STATE_FORMAT_VERSION", "LocalTorchTrainingClient"]
 
 _T = TypeVar("_T")
-_STOP: Final = object()
-
-
-def _typed(operation: str, exc: BaseException) -> BaseException:
-    """The error a future fails with: ours unchanged, anything else a TrainingClientError."""
-    if isinstance(exc, CrucibleError):
-        return exc
-    error = TrainingClientError(f"{operation} failed: {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-def _work(calls: queue.SimpleQueue[Any]) -> None:
-    """The worker loop: run queued calls in order until the stop marker arrives.
-
-    A module-level function holding only the queue, so an abandoned client can be
-    garbage-collected (its finalizer then sends the stop marker).
-    """
-    while True:
-        item = calls.get()
-        if item is _STOP:
-            return
-        future, operation, call = item
-        del item
-        if future.set_running_or_notify_cancel():
-            try:
-                result = call()
-            except BaseException as exc:  # a failing call must never end the worker
-                future.set_exception(_typed(operation, exc))
-            else:
-                future.set_result(result)
-        # Drop references to the finished call (and through it, to the client) while idle.
-        del future, call
 
 
 class LocalTorchTrainingClient(TrainingClient):
@@ -192,10 +163,10 @@ class LocalTorchTrainingClient(TrainingClient):
         self._closed = False
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker = threading.Thread(
-            target=_work, args=(self._calls,), name="local-torch-trainer", daemon=True
+            target=run_calls, args=(self._calls,), name="local-torch-trainer", daemon=True
         )
         self._worker.start()
-        self._stop_worker = weakref.finalize(self, self._calls.put, _STOP)
+        self._stop_worker = weakref.finalize(self, self._calls.put, STOP)
 
     # --- introspection ------------------------------------------------------------------
 
