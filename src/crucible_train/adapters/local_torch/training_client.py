@@ -13,28 +13,35 @@ prepare its next batch meanwhile. A failing call fails its own future with a typ
 the backend) and the worker goes on with the next call. Input is validated completely
 before the model runs, so a call refused for bad input leaves gradients untouched.
 
-Batching: datums of different lengths are right-padded into one forward pass with an
-attention mask; only real positions are scored, and results come back per datum without
-padding.
+The pieces live beside it: :mod:`~crucible_train.adapters.local_torch.call_worker` (the
+worker loop), :mod:`~crucible_train.adapters.local_torch.batching` (datum checks and
+right-padded batches: only real positions are scored, results come back per datum without
+padding), :mod:`~crucible_train.adapters.local_torch.custom_loss` (what a custom loss must
+return), :mod:`~crucible_train.adapters.local_torch.adamw` (the optimizer step) and
+:mod:`~crucible_train.adapters.local_torch.training_state` (the ``save_state`` directory).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import queue
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import attrs
 import numpy as np
-import numpy.typing as npt
 
-from crucible_train.adapters.local_torch._files import atomic_directory, sha256_file
+from crucible_train.adapters.local_torch.adamw import adamw_step, new_adamw
+from crucible_train.adapters.local_torch.batching import (
+    DatumBatcher,
+    per_datum,
+    target_logprobs,
+)
+from crucible_train.adapters.local_torch.call_worker import STOP, run_calls
+from crucible_train.adapters.local_torch.custom_loss import check_custom_result
 from crucible_train.adapters.local_torch.losses import (
     LOSS_INPUTS,
     check_loss_name,
@@ -53,10 +60,17 @@ from crucible_train.adapters.local_torch.settings import (
     DEFAULT_LORA_TARGETS,
     LocalTorchModelSettings,
 )
+from crucible_train.adapters.local_torch.training_state import (
+    STATE_FORMAT,
+    STATE_FORMAT_VERSION,
+    read_training_state,
+    restore_parameters,
+    restore_rng,
+    save_training_state,
+)
 from crucible_train.errors import (
     ConfigurationError,
     CrucibleError,
-    InvalidDataError,
     TrainingClientError,
 )
 from crucible_train.ports.training import CustomLossFn, TrainingClient
@@ -64,7 +78,6 @@ from crucible_train.types import (
     AdamParams,
     Datum,
     ForwardBackwardOutput,
-    ImageChunk,
     LossFnName,
     OptimStepResponse,
     TensorData,
@@ -77,65 +90,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_FORMAT", "STATE_FORMAT_VERSION", "LocalTorchTrainingClient"]
 
-STATE_FORMAT: Final = "crucible-train/local_torch-training-state"
-"""The ``format`` of a training state's ``manifest.json``."""
-
-STATE_FORMAT_VERSION: Final = 1
-"""The manifest ``format_version`` this code writes and reads."""
-
-_WEIGHTS: Final = "weights.safetensors"
-_OPTIMIZER: Final = "optimizer.safetensors"
-_RNG: Final = "rng.safetensors"
-_MANIFEST: Final = "manifest.json"
-_STATE_KEY_SEPARATOR: Final = "::"  # optimizer tensors are stored as "<param>::<state key>"
-
 _T = TypeVar("_T")
-_STOP: Final = object()
-
-
-def _typed(operation: str, exc: BaseException) -> BaseException:
-    """The error a future fails with: ours unchanged, anything else a TrainingClientError."""
-    if isinstance(exc, CrucibleError):
-        return exc
-    error = TrainingClientError(f"{operation} failed: {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-def _work(calls: queue.SimpleQueue[Any]) -> None:
-    """The worker loop: run queued calls in order until the stop marker arrives.
-
-    A module-level function holding only the queue, so an abandoned client can be
-    garbage-collected (its finalizer then sends the stop marker).
-    """
-    while True:
-        item = calls.get()
-        if item is _STOP:
-            return
-        future, operation, call = item
-        del item
-        if future.set_running_or_notify_cancel():
-            try:
-                result = call()
-            except BaseException as exc:  # a failing call must never end the worker
-                future.set_exception(_typed(operation, exc))
-            else:
-                future.set_result(result)
-        # Drop references to the finished call (and through it, to the client) while idle.
-        del future, call
-
-
-@attrs.frozen(kw_only=True)
-class _Batch:
-    """Validated datums as tensors; ``N`` = total real positions, ``K`` = targets each."""
-
-    input_ids: torch.Tensor  # (B, T_max) int64, right-padded with 0
-    attention_mask: torch.Tensor | None  # (B, T_max); None when no datum is padded
-    positions: torch.Tensor  # (B, T_max) bool: real (not padding) positions
-    targets: torch.Tensor  # (N, K) int64
-    inputs: dict[str, torch.Tensor]  # float32 loss inputs, (N,) or (N, K)
-    lengths: tuple[int, ...]  # positions per datum
-    per_position: int | None  # K when targets are (T, K); None for (T,)
 
 
 class LocalTorchTrainingClient(TrainingClient):
@@ -183,16 +138,18 @@ class LocalTorchTrainingClient(TrainingClient):
         """
         # Every argument is a setting; collect them before any other local exists.
         settings = {name: value for name, value in locals().items() if name != "self"}
-        import torch
 
         self._settings = resolve_settings(settings, port="training")
         self._model = build_model(self._settings)
         config = base_model_config(self._model)
-        self._vocab_size = int(config.vocab_size)
-        self._max_positions = int(
-            getattr(config, "max_position_embeddings", None) or self._settings.max_seq_length
-        )
         self._device = next(self._model.parameters()).device
+        self._batcher = DatumBatcher(
+            vocab_size=int(config.vocab_size),
+            max_positions=int(
+                getattr(config, "max_position_embeddings", None) or self._settings.max_seq_length
+            ),
+            device=self._device,
+        )
         self._fingerprint = model_fingerprint(self._model, self._settings)
         # Full fine-tuning trains everything; with LoRA only the adapters require grad.
         self._trainable = [
@@ -200,17 +157,16 @@ class LocalTorchTrainingClient(TrainingClient):
             for name, parameter in self._model.named_parameters()
             if parameter.requires_grad
         ]
-        # One AdamW for the client's life; optim_step sets its hyper-parameters each step.
-        self._optimizer = torch.optim.AdamW([p for _, p in self._trainable], lr=0.0)
+        self._optimizer = new_adamw([p for _, p in self._trainable])
         self._step = 0
         self._lock = threading.Lock()
         self._closed = False
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker = threading.Thread(
-            target=_work, args=(self._calls,), name="local-torch-trainer", daemon=True
+            target=run_calls, args=(self._calls,), name="local-torch-trainer", daemon=True
         )
         self._worker.start()
-        self._stop_worker = weakref.finalize(self, self._calls.put, _STOP)
+        self._stop_worker = weakref.finalize(self, self._calls.put, STOP)
 
     # --- introspection ------------------------------------------------------------------
 
@@ -387,151 +343,7 @@ class LocalTorchTrainingClient(TrainingClient):
                 self._calls.put((future, operation, call))
         return future
 
-    # --- input validation ---------------------------------------------------------------
-
-    def _check_ids(self, ids: npt.NDArray[np.int64], where: Callable[[int], str]) -> None:
-        bad = np.flatnonzero((ids < 0) | (ids >= self._vocab_size))
-        if bad.size:
-            flat = int(bad[0])
-            raise InvalidDataError(
-                f"{where(flat)} is {int(ids.reshape(-1)[flat])}, outside the vocabulary "
-                f"(vocab_size {self._vocab_size}: ids 0..{self._vocab_size - 1})"
-            )
-
-    def _prepare(
-        self,
-        operation: str,
-        datums: Any,
-        *,
-        required: tuple[str, ...],
-        what: str,
-        exact_keys: bool,
-        allow_per_position: bool,
-    ) -> _Batch:
-        """Validate every datum completely, then build the padded batch tensors."""
-        import torch
-
-        if not isinstance(datums, Sequence) or isinstance(datums, str | bytes):
-            raise ConfigurationError(
-                f"{operation}: datums must be a list of Datum, got {type(datums).__name__}"
-            )
-        if not datums:
-            raise ConfigurationError(f"{operation}: no datums; pass at least one Datum")
-        float_keys = [key for key in required if key != "target_tokens"]
-        all_tokens: list[npt.NDArray[np.int64]] = []
-        all_targets: list[npt.NDArray[np.int64]] = []
-        all_inputs: dict[str, list[npt.NDArray[np.float32]]] = {key: [] for key in float_keys}
-        for index, datum in enumerate(datums):
-            at = f"{operation}: datum {index}"
-            tokens = self._check_tokens(at, datum)
-            _check_keys(at, datum, required, what, exact_keys=exact_keys)
-            targets = self._check_targets(at, datum, len(tokens), allow_per_position)
-            for key in float_keys:
-                all_inputs[key].append(_check_floats(at, datum, key, targets.shape))
-            all_tokens.append(tokens)
-            all_targets.append(targets)
-        if len({targets.shape[1:] for targets in all_targets}) > 1:
-            raise InvalidDataError(
-                f"{operation}: datums mix target_tokens shapes (T,) and (T, K), or differ in "
-                "K; use one layout per call"
-            )
-
-        lengths = tuple(int(tokens.shape[0]) for tokens in all_tokens)
-        longest = max(lengths)
-        padded = np.zeros((len(lengths), longest), dtype=np.int64)
-        real = np.zeros((len(lengths), longest), dtype=bool)
-        for row, tokens in enumerate(all_tokens):
-            padded[row, : tokens.shape[0]] = tokens
-            real[row, : tokens.shape[0]] = True
-        per_position = all_targets[0].shape[1] if all_targets[0].ndim == 2 else None
-        targets_nk = np.concatenate(all_targets).reshape(sum(lengths), per_position or 1)
-        device = self._device
-        positions = torch.from_numpy(real).to(device)
-        return _Batch(
-            input_ids=torch.from_numpy(padded).to(device),
-            # Right padding with a causal model: real positions never attend to padding,
-            # so the mask only matters for padded rows; skip it when nothing is padded.
-            attention_mask=None if real.all() else positions.long(),
-            positions=positions,
-            targets=torch.from_numpy(targets_nk).to(device),
-            inputs={
-                key: torch.from_numpy(np.concatenate(arrays)).to(device)
-                for key, arrays in all_inputs.items()
-            },
-            lengths=lengths,
-            per_position=per_position,
-        )
-
-    def _check_tokens(self, at: str, datum: Any) -> npt.NDArray[np.int64]:
-        """The datum's input ids, refusing non-datums, images, empty/long inputs, bad ids."""
-        if not isinstance(datum, Datum):
-            raise ConfigurationError(f"{at} is a {type(datum).__name__}; expected a Datum")
-        for chunk_index, chunk in enumerate(datum.model_input.chunks):
-            if isinstance(chunk, ImageChunk):
-                raise InvalidDataError(
-                    f"{at}: model_input chunk {chunk_index} is an image; the local_torch "
-                    "engine trains text-only causal LMs and does not support image inputs"
-                )
-        tokens = np.asarray(datum.model_input.to_ints(), dtype=np.int64)
-        length = int(tokens.shape[0])
-        if length == 0:
-            raise InvalidDataError(f"{at}: model_input is empty; give at least one token")
-        if length > self._max_positions:
-            raise InvalidDataError(
-                f"{at}: model_input has {length} positions; the model accepts at most "
-                f"{self._max_positions} (max_seq_length)"
-            )
-        self._check_ids(tokens, lambda flat: f"{at}: model_input token at position {flat}")
-        return tokens
-
-    def _check_targets(
-        self, at: str, datum: Datum, length: int, allow_per_position: bool
-    ) -> npt.NDArray[np.int64]:
-        """``target_tokens``: int64 ids of shape (T,) (or (T, K) where allowed)."""
-        targets = datum.loss_fn_inputs["target_tokens"].to_numpy()
-        if targets.dtype != np.int64:
-            raise InvalidDataError(
-                f"{at}: target_tokens are {targets.dtype}; they must be int64 token ids"
-            )
-        ranks = (1, 2) if allow_per_position else (1,)
-        if targets.shape[:1] != (length,) or targets.ndim not in ranks:
-            shapes = f"({length},) or ({length}, K)" if allow_per_position else f"({length},)"
-            raise InvalidDataError(
-                f"{at}: target_tokens has shape {list(targets.shape)}; expected {shapes}"
-            )
-        width = targets.shape[1] if targets.ndim == 2 else None
-
-        def where(flat: int) -> str:
-            index = f"[{flat}]" if width is None else f"[{flat // width}, {flat % width}]"
-            return f"{at}: target_tokens{index}"
-
-        self._check_ids(targets, where)
-        result: npt.NDArray[np.int64] = targets
-        return result
-
     # --- model work (worker thread) -----------------------------------------------------
-
-    def _target_logprobs(self, batch: _Batch) -> torch.Tensor:
-        """log p(target) at every real position: (N,), or (N, K) for per-position targets."""
-        import torch
-
-        output = self._model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
-        )
-        if batch.attention_mask is None:
-            # No padding: a reshape is a view, whereas mask indexing copies the (N, V)
-            # logits forward and scatters them back on backward (~4% of a step).
-            logits = output.logits.reshape(-1, output.logits.shape[-1])
-        else:
-            logits = output.logits[batch.positions]  # (N, V): padding is never scored
-        logprobs: torch.Tensor = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch.targets)
-        return logprobs if batch.per_position is not None else logprobs.squeeze(-1)
-
-    def _per_datum(self, values: torch.Tensor, batch: _Batch) -> list[TensorData]:
-        import torch
-
-        pieces = torch.split(values.detach().float().cpu(), list(batch.lengths))
-        return [TensorData(array=piece.numpy()) for piece in pieces]
 
     def _run_builtin(
         self, datums: Any, loss_fn: Any, loss_fn_config: Any, backward: bool
@@ -546,7 +358,7 @@ class LocalTorchTrainingClient(TrainingClient):
                 f"got {type(loss_fn_config).__name__}"
             )
         options = resolve_loss_config(name, loss_fn_config)
-        batch = self._prepare(
+        batch = self._batcher.prepare(
             operation,
             datums,
             required=LOSS_INPUTS[name],
@@ -555,7 +367,7 @@ class LocalTorchTrainingClient(TrainingClient):
             allow_per_position=name == "cross_entropy",
         )
         with torch.enable_grad() if backward else torch.no_grad():
-            logprobs = self._target_logprobs(batch)
+            logprobs = target_logprobs(self._model, batch)
             elementwise = elementwise_loss(name, logprobs, batch.inputs, options)
             if backward:
                 torch.autograd.backward(elementwise.sum())
@@ -563,7 +375,7 @@ class LocalTorchTrainingClient(TrainingClient):
         outputs: list[Mapping[str, TensorData]] = [
             {"logprobs": logprob, "elementwise_loss": loss}
             for logprob, loss in zip(
-                self._per_datum(logprobs, batch), self._per_datum(elementwise, batch), strict=True
+                per_datum(logprobs, batch), per_datum(elementwise, batch), strict=True
             )
         ]
         return ForwardBackwardOutput(loss_fn_outputs=outputs, metrics=metrics)
@@ -577,7 +389,7 @@ class LocalTorchTrainingClient(TrainingClient):
                 f"{operation}: loss_fn must be callable (datums, logprobs) -> "
                 f"(loss, grads, metrics), got {type(loss_fn).__name__}"
             )
-        batch = self._prepare(
+        batch = self._batcher.prepare(
             operation,
             datums,
             required=("target_tokens",),
@@ -586,8 +398,8 @@ class LocalTorchTrainingClient(TrainingClient):
             allow_per_position=False,
         )
         with torch.enable_grad():
-            logprobs = self._target_logprobs(batch)
-            arrays = [piece.to_numpy().copy() for piece in self._per_datum(logprobs, batch)]
+            logprobs = target_logprobs(self._model, batch)
+            arrays = [piece.to_numpy().copy() for piece in per_datum(logprobs, batch)]
             try:
                 # Copies: whatever the loss function does to its arrays, our outputs stay.
                 result = loss_fn(list(datums), [array.copy() for array in arrays])
@@ -597,7 +409,7 @@ class LocalTorchTrainingClient(TrainingClient):
                 raise TrainingClientError(
                     f"{operation}: the loss function raised {type(exc).__name__}: {exc}"
                 ) from exc
-            loss, grads, metrics = _check_custom_result(operation, result, arrays)
+            loss, grads, metrics = check_custom_result(operation, result, arrays)
             grad = torch.from_numpy(np.concatenate(grads)).to(logprobs.device)
             # The linear surrogate sum(g * logp) has exactly the custom loss's gradient.
             torch.autograd.backward((grad * logprobs).sum())
@@ -605,37 +417,13 @@ class LocalTorchTrainingClient(TrainingClient):
         return ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={**metrics, "loss": loss})
 
     def _run_optim_step(self, params: Any) -> OptimStepResponse:
-        import torch
-
         if not isinstance(params, AdamParams):
             raise ConfigurationError(
                 f"optim_step: params must be AdamParams, got {type(params).__name__}"
             )
-        parameters = [parameter for _, parameter in self._trainable]
-        grads = [p.grad for p in parameters if p.grad is not None]
-        if params.grad_clip_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(parameters, params.grad_clip_norm)
-        elif grads:
-            # The norm clip_grad_norm_ computes (torch.nn.utils.get_total_norm needs 2.6).
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads])
-            )
-        else:
-            norm = torch.zeros(())
-        grad_norm = float(norm.item())
-        if not np.isfinite(grad_norm):
-            self._optimizer.zero_grad(set_to_none=True)
-            raise TrainingClientError(
-                f"optim_step: the gradient norm is {grad_norm}; the step was skipped and the "
-                "gradients cleared (lower the learning rate or check the loss inputs)"
-            )
-        for group in self._optimizer.param_groups:
-            group["lr"] = params.learning_rate
-            group["betas"] = (params.beta1, params.beta2)
-            group["eps"] = params.eps
-            group["weight_decay"] = params.weight_decay
-        self._optimizer.step()
-        self._optimizer.zero_grad(set_to_none=True)
+        grad_norm = adamw_step(
+            self._optimizer, [parameter for _, parameter in self._trainable], params
+        )
         self._step += 1
         return OptimStepResponse(
             metrics={"grad_norm": grad_norm, "lr": params.learning_rate, "step": float(self._step)}
@@ -650,113 +438,27 @@ class LocalTorchTrainingClient(TrainingClient):
     # --- training state -----------------------------------------------------------------
 
     def _run_save_state(self, name: Any) -> str:
-        import torch
-        from safetensors.torch import save_file
-
         checked = _checkpoint_name("save_state", name)
         destination = Path(self._settings.checkpoint_dir) / checked
-        weights = {
-            name: parameter.detach().cpu().contiguous() for name, parameter in self._trainable
-        }
-        optimizer: dict[str, torch.Tensor] = {}
-        for name, parameter in self._trainable:
-            for key, value in self._optimizer.state.get(parameter, {}).items():
-                if isinstance(value, torch.Tensor):
-                    optimizer[f"{name}{_STATE_KEY_SEPARATOR}{key}"] = value.detach().cpu()
-        rng = {"torch_cpu": torch.get_rng_state()}
-        if self._device.type == "cuda":
-            for index, state in enumerate(torch.cuda.get_rng_state_all()):
-                rng[f"torch_cuda_{index}"] = state
-        with atomic_directory(destination) as temporary:
-            files: dict[str, dict[str, Any]] = {}
-            for file_name, tensors in ((_WEIGHTS, weights), (_OPTIMIZER, optimizer), (_RNG, rng)):
-                path = temporary / file_name
-                save_file(tensors, str(path))
-                files[file_name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-            manifest = {
-                "format": STATE_FORMAT,
-                "format_version": STATE_FORMAT_VERSION,
-                "fingerprint": self._fingerprint,
-                "step": self._step,
-                "trainable": "lora" if self._settings.lora_rank > 0 else "full",
-                "base_model": self._settings.model_path,
-                "files": files,
-            }
-            (temporary / _MANIFEST).write_text(
-                json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
+        save_training_state(
+            destination,
+            trainable=self._trainable,
+            adamw=self._optimizer,
+            device=self._device,
+            fingerprint=self._fingerprint,
+            step=self._step,
+            lora=self._settings.lora_rank > 0,
+            base_model=self._settings.model_path,
+        )
         return str(destination)
 
     def _run_load_state(self, path: Any) -> None:
-        import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        if not isinstance(path, str | Path) or not str(path).strip():
-            raise ConfigurationError(f"load_state: path must be a directory path, got {path!r}")
-        directory = Path(path).expanduser()
-        if not directory.is_dir():
-            raise ConfigurationError(
-                f"load_state: no training state at {str(directory)!r} (not a directory)"
-            )
-        manifest = _read_manifest(directory)
-        differences = _differences(manifest["fingerprint"], self._fingerprint)
-        if differences:
-            raise ConfigurationError(
-                f"load_state: the state at {str(directory)!r} belongs to a different model "
-                f"(checkpoint vs this client): {'; '.join(differences)}"
-            )
-        tensors: dict[str, dict[str, torch.Tensor]] = {}
-        for file_name in (_WEIGHTS, _OPTIMIZER, _RNG):
-            file_path = _verified_file(directory, manifest, file_name)
-            try:
-                tensors[file_name] = load_file(str(file_path), device="cpu")
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise TrainingClientError(f"load_state: {file_path} cannot be read: {exc}") from exc
-        weights = tensors[_WEIGHTS]
         expected = dict(self._trainable)
-        missing = sorted(set(expected) - set(weights))
-        unexpected = sorted(set(weights) - set(expected))
-        if missing or unexpected:
-            raise ConfigurationError(
-                f"load_state: the state's weights do not match this model: missing "
-                f"{missing[:3] or 'none'}, unexpected {unexpected[:3] or 'none'}"
-            )
-        for name, parameter in expected.items():
-            if tuple(weights[name].shape) != tuple(parameter.shape):
-                raise ConfigurationError(
-                    f"load_state: weight {name} has shape {list(weights[name].shape)} in the "
-                    f"state but {list(parameter.shape)} in this model"
-                )
-        optimizer_state: dict[str, dict[str, torch.Tensor]] = {}
-        for key, value in tensors[_OPTIMIZER].items():
-            name, _, state_key = key.rpartition(_STATE_KEY_SEPARATOR)
-            if name not in expected or not state_key:
-                raise TrainingClientError(
-                    f"load_state: optimizer tensor {key!r} names no trainable weight"
-                )
-            optimizer_state.setdefault(name, {})[state_key] = value
-
+        state = read_training_state(path, expected=expected, fingerprint=self._fingerprint)
         # Everything checked: now change the client, all at once.
-        with torch.no_grad():
-            for name, parameter in expected.items():
-                parameter.copy_(weights[name])
-        self._optimizer.zero_grad(set_to_none=True)
-        self._optimizer.state.clear()
-        for name, state in optimizer_state.items():
-            parameter = expected[name]
-            self._optimizer.state[parameter] = {
-                # AdamW keeps its step count on the CPU unless capturable/fused.
-                key: value if key == "step" else value.to(parameter.device)
-                for key, value in state.items()
-            }
-        self._step = int(manifest["step"])
-        rng = tensors[_RNG]
-        torch.set_rng_state(rng["torch_cpu"])
-        if self._device.type == "cuda":
-            cuda_states = [rng[key] for key in sorted(rng) if key.startswith("torch_cuda_")]
-            if cuda_states:
-                torch.cuda.set_rng_state_all(cuda_states)
+        restore_parameters(state, expected=expected, adamw=self._optimizer)
+        self._step = state.step
+        restore_rng(state.rng, self._device)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -767,44 +469,6 @@ def _snapshot(datums: Any) -> Any:
     if isinstance(datums, Sequence) and not isinstance(datums, str | bytes):
         return tuple(datums)
     return datums
-
-
-def _check_keys(
-    at: str, datum: Datum, required: tuple[str, ...], what: str, *, exact_keys: bool
-) -> None:
-    given = datum.loss_fn_inputs
-    for key in required:
-        if key not in given:
-            raise ConfigurationError(
-                f"{at}: loss_fn_inputs has no {key!r}; {what} needs {', '.join(required)}"
-            )
-    if exact_keys:
-        for key in sorted(given):
-            if key not in required:
-                raise ConfigurationError(
-                    f"{at}: loss_fn_inputs key {key!r} is not an input of {what}, "
-                    f"which takes exactly {', '.join(required)}"
-                )
-
-
-def _check_floats(
-    at: str, datum: Datum, key: str, shape: tuple[int, ...]
-) -> npt.NDArray[np.float32]:
-    """A float loss input as float32, shaped like ``target_tokens`` and finite."""
-    values: npt.NDArray[np.float32] = datum.loss_fn_inputs[key].to_numpy().astype(np.float32)
-    if values.shape != shape:
-        raise InvalidDataError(
-            f"{at}: {key} has shape {list(values.shape)}; expected {list(shape)}, "
-            "the shape of target_tokens"
-        )
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        flat = int(bad[0])
-        raise InvalidDataError(
-            f"{at}: {key} has a non-finite value ({values.reshape(-1)[flat]} at flat index "
-            f"{flat}); loss inputs must be finite"
-        )
-    return values
 
 
 def _checkpoint_name(operation: str, name: Any) -> str:
@@ -820,127 +484,3 @@ def _checkpoint_name(operation: str, name: Any) -> str:
             "'-', '_' or '.', not starting with '.' and without '/'"
         )
     return name
-
-
-def _check_custom_result(
-    operation: str, result: Any, logprobs: Sequence[npt.NDArray[np.float32]]
-) -> tuple[float, list[npt.NDArray[np.float32]], dict[str, float]]:
-    """Validate ``(loss, grads, metrics)`` from a custom loss; grads become float32."""
-    if not isinstance(result, tuple | list) or len(result) != 3:
-        raise ConfigurationError(
-            f"{operation}: the loss function must return (loss, grads, metrics), "
-            f"got {type(result).__name__}"
-        )
-    loss, grads, metrics = result
-    try:
-        loss_value = float(loss)
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"{operation}: the loss function's loss must be a number, got {type(loss).__name__}"
-        ) from None
-    if isinstance(grads, str | bytes) or not isinstance(grads, Sequence):
-        raise ConfigurationError(
-            f"{operation}: the loss function's grads must be a list of arrays, one per datum, "
-            f"got {type(grads).__name__}"
-        )
-    if len(grads) != len(logprobs):
-        raise ConfigurationError(
-            f"{operation}: the loss function returned {len(grads)} gradient arrays for "
-            f"{len(logprobs)} datums"
-        )
-    checked: list[npt.NDArray[np.float32]] = []
-    for index, (grad, expected) in enumerate(zip(grads, logprobs, strict=True)):
-        try:
-            array = np.asarray(grad, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"{operation}: the gradient for datum {index} is not numeric"
-            ) from None
-        if array.shape != expected.shape:
-            raise ConfigurationError(
-                f"{operation}: the gradient for datum {index} has shape {list(array.shape)}; "
-                f"expected {list(expected.shape)}, the shape of its logprobs"
-            )
-        bad = np.flatnonzero(~np.isfinite(array))
-        if bad.size:
-            raise ConfigurationError(
-                f"{operation}: the gradient for datum {index} has a non-finite value "
-                f"({array[int(bad[0])]} at position {int(bad[0])})"
-            )
-        checked.append(array)
-    if not isinstance(metrics, Mapping):
-        raise ConfigurationError(
-            f"{operation}: the loss function's metrics must be a mapping of name to number, "
-            f"got {type(metrics).__name__}"
-        )
-    converted: dict[str, float] = {}
-    for key, value in metrics.items():
-        try:
-            converted[str(key)] = float(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"{operation}: metric {key!r} from the loss function is not a number"
-            ) from None
-    return loss_value, checked, converted
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / _MANIFEST
-    if not path.is_file():
-        raise ConfigurationError(
-            f"load_state: {str(directory)!r} is not a local_torch training state "
-            f"({_MANIFEST} is missing)"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TrainingClientError(f"load_state: {path} is corrupted: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != STATE_FORMAT:
-        raise ConfigurationError(f"load_state: {path} is not a local_torch training state manifest")
-    version = manifest.get("format_version")
-    if version != STATE_FORMAT_VERSION:
-        raise ConfigurationError(
-            f"load_state: {path} has format_version {version!r}; this crucible-train reads "
-            f"version {STATE_FORMAT_VERSION}"
-        )
-    if (
-        not isinstance(manifest.get("fingerprint"), dict)
-        or not isinstance(manifest.get("files"), dict)
-        or isinstance(manifest.get("step"), bool)
-        or not isinstance(manifest.get("step"), int)
-    ):
-        raise TrainingClientError(f"load_state: {path} is malformed (fingerprint, files, step)")
-    return manifest
-
-
-def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``"hidden_size 128 vs 256"`` for every fingerprint entry that differs."""
-    return [
-        f"{key} {saved.get(key)!r} vs {current.get(key)!r}".replace("'", "")
-        for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
-    ]
-
-
-def _verified_file(directory: Path, manifest: Mapping[str, Any], file_name: str) -> Path:
-    entry = manifest["files"].get(file_name)
-    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-        raise TrainingClientError(
-            f"load_state: {directory / _MANIFEST} lists no checksum for {file_name}"
-        )
-    path = directory / file_name
-    if not path.is_file():
-        raise TrainingClientError(f"load_state: the state is incomplete: {path} is missing")
-    size = path.stat().st_size
-    if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:
-        raise TrainingClientError(
-            f"load_state: {path} is truncated or corrupted: {size} bytes, the manifest "
-            f"says {entry['bytes']}"
-        )
-    actual = sha256_file(path)
-    if actual != entry["sha256"]:
-        raise TrainingClientError(
-            f"load_state: {path} is corrupted: its sha256 {actual[:16]}... does not match "
-            f"the manifest's {entry['sha256'][:16]}..."
-        )
-    return path

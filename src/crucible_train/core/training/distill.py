@@ -28,14 +28,13 @@ from crucible_train.core.training.envs import RLDataset
 from crucible_train.core.training.job import LoopResult
 from crucible_train.core.training.progress import Progress
 from crucible_train.core.training.rl import (
-    PolicyDatum,
     PolicyLoopSettings,
     adam_params,
     check_loss_name,
-    reference_logprobs,
     run_policy_loop,
     validate_loss_fn,
 )
+from crucible_train.core.training.rollouts import PolicyDatum, reference_logprobs
 from crucible_train.core.training.validators import (
     check_non_negative,
     check_optional_whole,
