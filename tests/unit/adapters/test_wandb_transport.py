@@ -21,12 +21,9 @@ import responses
 
 from crucible_train.adapters.delivery.transport import SpooledRow
 from crucible_train.adapters.requests_http import RequestsHttpClient
-from crucible_train.adapters.wandb import metrics_sink as wandb_module
-from crucible_train.adapters.wandb.metrics_sink import (
-    WandbTransport,
-    api_to_app_url,
-    generate_run_id,
-)
+from crucible_train.adapters.wandb import transport as wandb_transport
+from crucible_train.adapters.wandb.metrics_sink import generate_run_id
+from crucible_train.adapters.wandb.transport import WandbTransport, api_to_app_url
 from crucible_train.errors import PermanentHttpError, RetryableHttpError
 
 BASE = "https://wandb.example"
@@ -358,7 +355,7 @@ def test_a_failed_send_changes_nothing_so_the_retry_uses_the_same_offsets(api, h
 
 
 def test_big_batches_are_split_under_the_body_cap(api, http, monkeypatch):
-    monkeypatch.setattr(wandb_module, "_MAX_BODY_BYTES", 200)
+    monkeypatch.setattr(wandb_transport, "_MAX_BODY_BYTES", 200)
     transport = make(http)
     transport.start({})
     transport.send(

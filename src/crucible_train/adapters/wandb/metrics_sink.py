@@ -19,9 +19,7 @@ NaN and infinities are accepted; the transport sends them as wandb 0.31.0 does.
 from __future__ import annotations
 
 import random
-import sys
 import time
-import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -44,7 +42,6 @@ from crucible_train.adapters.delivery.spool import (
     write_sink_info,
 )
 from crucible_train.adapters.delivery.sync import SpoolingSink
-from crucible_train.adapters.wandb import transport as _transport
 from crucible_train.adapters.wandb.transport import API_KEY_ENV, WandbTransport, api_to_app_url
 from crucible_train.errors import (
     ConfigurationError,
@@ -409,27 +406,3 @@ class WandbMetricsSink(MetricsSink, SpoolingSink):
     def sender(self) -> ReliableSender:
         """The background sender (pending rows, failures, run state)."""
         return self._sender
-
-
-# --- the body cap, seen through this module -------------------------------------------
-
-
-class _ForwardsBodyCap(types.ModuleType):
-    """This module, with ``_MAX_BODY_BYTES`` read from and written to the transport's.
-
-    The file_stream body cap moved to :mod:`~crucible_train.adapters.wandb.transport` with
-    the wire protocol, but ``tests/unit/adapters/test_wandb_transport.py`` shrinks it by
-    patching ``metrics_sink._MAX_BODY_BYTES``. Remove this class and the ``__class__``
-    assignment below once that test patches ``transport._MAX_BODY_BYTES`` instead.
-    """
-
-    @property
-    def _MAX_BODY_BYTES(self) -> int:  # noqa: N802  (the constant's name)
-        return _transport._MAX_BODY_BYTES
-
-    @_MAX_BODY_BYTES.setter
-    def _MAX_BODY_BYTES(self, value: int) -> None:  # noqa: N802
-        setattr(_transport, "_MAX_BODY_BYTES", value)  # noqa: B010  (the name is Final)
-
-
-sys.modules[__name__].__class__ = _ForwardsBodyCap
