@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_renderers_parity import CASES, REFERENCE, WEATHER_TOOL, _text, random_conversation
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.core.renderers import get_renderer, renderer_for_model
 from crucible_train.core.renderers.base import Renderer
 from crucible_train.core.renderers.kimi_k2 import KimiK2Renderer
 from crucible_train.errors import ConfigurationError, InvalidDataError
+
+from renderer_cases import CASES
+from renderer_parity import REFERENCE, WEATHER_TOOL, _text, random_conversation
 
 TEMPLATE = REFERENCE / "kimi_k2_thinking_llamacpp.jinja"
 HF_TOOLS_TEMPLATE = Path(__file__).parent.parent / "data" / "kimi_k2_thinking_hf_tool_ids.jinja"

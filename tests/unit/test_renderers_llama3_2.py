@@ -15,8 +15,12 @@ import random
 from typing import Any
 
 import pytest
-from test_renderers_parity import (
-    CASES,
+
+from crucible_train.core.renderers import Llama3Renderer, get_renderer
+from crucible_train.errors import InvalidDataError
+
+from renderer_cases import CASES
+from renderer_parity import (
     LLAMA3_2_DATE,
     REFERENCE,
     WEATHER_TOOL,
@@ -26,9 +30,6 @@ from test_renderers_parity import (
     hf_tokenizer,
     random_conversation,
 )
-
-from crucible_train.core.renderers import Llama3Renderer, get_renderer
-from crucible_train.errors import InvalidDataError
 
 N_RANDOM = 60
 

@@ -19,8 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_renderers_parity import (
-    CASES,
+
+from crucible_train.core.renderers import Renderer, TrainOnWhat
+from crucible_train.errors import InvalidDataError
+
+from renderer_cases import CASES
+from renderer_parity import (
     REFERENCE,
     WEATHER_TOOL,
     _hf_messages,
@@ -29,9 +33,6 @@ from test_renderers_parity import (
     hf_tokenizer,
     random_conversation,
 )
-
-from crucible_train.core.renderers import Renderer, TrainOnWhat
-from crucible_train.errors import InvalidDataError
 
 TEMPLATE = "qwen3_thinking_2507.jinja"
 N_RANDOM = 60

@@ -13,8 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_renderers_parity import (
-    CASES,
+
+from crucible_train.core.renderers import get_renderer, renderer_for_model
+from crucible_train.core.renderers.base import Renderer
+from crucible_train.core.renderers.qwen3_vl import image_chunk
+from crucible_train.errors import InvalidDataError
+from crucible_train.types import EncodedTextChunk, ImageChunk
+
+from renderer_cases import CASES
+from renderer_parity import (
     FAMILIES,
     N_RANDOM,
     REFERENCE,
@@ -25,12 +32,6 @@ from test_renderers_parity import (
     _tools_for,
     random_conversation,
 )
-
-from crucible_train.core.renderers import get_renderer, renderer_for_model
-from crucible_train.core.renderers.base import Renderer
-from crucible_train.core.renderers.qwen3_vl import image_chunk
-from crucible_train.errors import InvalidDataError
-from crucible_train.types import EncodedTextChunk, ImageChunk
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 TEMPLATES = {"qwen3_vl": "qwen3_vl_thinking", "qwen3_vl_instruct": "qwen3_vl_instruct"}

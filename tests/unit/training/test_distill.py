@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_rl import Builder, FakeTrainingClient, SeededSampler
 
 from crucible_train.core.training.distill import (
     DistillLoopConfig,
@@ -24,6 +23,7 @@ from crucible_train.core.training.envs import (
 from crucible_train.core.training.rl import trajectory_to_datums
 from crucible_train.errors import ConfigurationError
 from crucible_train.types import ModelInput, TokensWithLogprobs
+from unit.training.test_rl import Builder, FakeTrainingClient, SeededSampler
 
 from fakes import FakeRunStore, RecordingMetricsSink
 

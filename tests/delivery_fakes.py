@@ -1,8 +1,7 @@
 """Test doubles for the delivery package: an in-memory transport, scripted errors, a clock.
 
 :class:`MemoryTransport` records what it received and checks idempotency itself (a
-resent row must equal the first copy); faults are scripted per call. Imported by the
-tests beside it (pytest puts this folder on ``sys.path``).
+resent row must equal the first copy); faults are scripted per call.
 """
 
 from __future__ import annotations
