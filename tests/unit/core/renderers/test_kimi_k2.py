@@ -33,7 +33,7 @@ from renderer_cases import CASES
 from renderer_parity import REFERENCE, WEATHER_TOOL, _text, random_conversation
 
 TEMPLATE = REFERENCE / "kimi_k2_thinking_llamacpp.jinja"
-HF_TOOLS_TEMPLATE = Path(__file__).parent.parent / "data" / "kimi_k2_thinking_hf_tool_ids.jinja"
+HF_TOOLS_TEMPLATE = Path(__file__).parents[3] / "data" / "kimi_k2_thinking_hf_tool_ids.jinja"
 N_RANDOM = 60
 
 

@@ -12,7 +12,7 @@ from crucible_train.adapters.tinker.settings import TinkerSettings
 from crucible_train.container import BACKENDS, load_config
 from crucible_train.errors import AdapterUnavailableError, ConfigurationError
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
+ROOT = pathlib.Path(__file__).resolve().parents[4]
 PORTS = ("training", "sampling", "model_info", "tokenizer")
 
 

@@ -33,7 +33,7 @@ BASE = "https://wandb.example"
 KEY = "0123456789abcdef0123456789abcdef01234567"
 GRAPHQL = f"{BASE}/graphql"
 CREATED = 1_700_000_000.0
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "data" / "wandb"
+TRANSCRIPTS = Path(__file__).resolve().parents[3] / "data" / "wandb"
 
 
 def _recorded(name: str) -> list[dict[str, Any]]:
