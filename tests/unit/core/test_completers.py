@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import pytest
 
 from crucible_train.core.completers import PARSE_ERROR, ChatRenderer, SamplingCompleter
 from crucible_train.errors import ConfigurationError, LLMClientError, SamplingClientError
 from crucible_train.ports.llm import Completion, LLMClient, LLMParams
-from crucible_train.types import SamplingParams, TokensWithLogprobs
+from crucible_train.ports.tokenizer import Tokenizer
+from crucible_train.types import ModelInput, SamplingParams, TokensWithLogprobs
 
-from fakes import CharTokenizer, RecordingSamplingClient, ToyChatRenderer
+from fakes import FakeSamplingClient, FakeTokenizer
 
-TOK = CharTokenizer()
-EOT = CharTokenizer.SPECIALS["<eot>"]
-EOS = CharTokenizer.SPECIALS["<eos>"]
+TOK = FakeTokenizer()
+EOT = TOK.special_tokens["<eot>"]
+EOS = TOK.special_tokens["<eos>"]
+
+
+class ToyChatRenderer:
+    """A minimal chat format: ``role: content<eot>`` per message, then ``assistant:``.
+
+    ``parse_response`` wants the turn to end in ``<eot>``; without it the message is
+    returned with ``ok`` false. ``calls`` records the messages of each prompt built.
+    """
+
+    def __init__(self, stops: list[int] | list[str] | None = None) -> None:
+        self._tokenizer = FakeTokenizer()
+        self._stops: list[int] | list[str] = [EOT] if stops is None else stops
+        self.calls: list[list[dict[str, Any]]] = []
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    def build_generation_prompt(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        prefill: str | None = None,
+    ) -> ModelInput:
+        self.calls.append([dict(m) for m in messages])
+        text = "".join(f"{m['role']}: {m['content']}<eot>" for m in messages)
+        return ModelInput.from_ints(self._tokenizer.encode(text + "assistant:" + (prefill or "")))
+
+    def parse_response(self, tokens: Sequence[int]) -> tuple[dict[str, Any], bool]:
+        ended = bool(tokens) and tokens[-1] == EOT
+        body = list(tokens[:-1]) if ended else list(tokens)
+        return {"role": "assistant", "content": self._tokenizer.decode(body)}, ended
+
+    def get_stop_sequences(self) -> list[int] | list[str]:
+        return list(self._stops)
 
 
 def seq(text: str, *, end: list[int] = (), stop_reason: str | None = "stop") -> TokensWithLogprobs:
@@ -26,8 +65,8 @@ def make(
     replies: list[TokensWithLogprobs],
     params: SamplingParams | None = None,
     renderer: ToyChatRenderer | None = None,
-) -> tuple[SamplingCompleter, RecordingSamplingClient, ToyChatRenderer]:
-    sampling = RecordingSamplingClient(replies)
+) -> tuple[SamplingCompleter, FakeSamplingClient, ToyChatRenderer]:
+    sampling = FakeSamplingClient(replies)
     renderer = renderer or ToyChatRenderer()
     completer = SamplingCompleter(
         sampling=sampling, renderer=renderer, params=params or SamplingParams(max_tokens=16)
@@ -137,7 +176,7 @@ def test_content_parts_are_joined():
 
 
 def test_sampling_failure_is_an_llm_client_error():
-    sampling = RecordingSamplingClient(fail_with=SamplingClientError("out of memory"))
+    sampling = FakeSamplingClient(fail_with=SamplingClientError("out of memory"))
     completer = SamplingCompleter(
         sampling=sampling, renderer=ToyChatRenderer(), params=SamplingParams()
     )

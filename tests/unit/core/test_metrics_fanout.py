@@ -9,11 +9,11 @@ from crucible_train.core.metrics_fanout import MultiplexMetricsSink
 from crucible_train.errors import MetricsSinkError
 from crucible_train.ports import MetricsSink
 
-from fakes import RecordingMetricsSink
+from fakes import FakeMetricsSink
 
 
 def test_every_sink_gets_every_call_in_order():
-    first, second = RecordingMetricsSink(), RecordingMetricsSink()
+    first, second = FakeMetricsSink(), FakeMetricsSink()
     sink = MultiplexMetricsSink(sinks=[first, second])
     assert isinstance(sink, MetricsSink)
     sink.log_hparams({"lr": 1e-3})
@@ -31,8 +31,8 @@ def test_every_sink_gets_every_call_in_order():
 
 
 def test_a_failing_sink_does_not_stop_the_others_and_is_reported_once(caplog):
-    broken = RecordingMetricsSink(fail_with=OSError("disk full"))
-    healthy = RecordingMetricsSink()
+    broken = FakeMetricsSink(fail_with=OSError("disk full"))
+    healthy = FakeMetricsSink()
     sink = MultiplexMetricsSink(sinks=[broken, healthy])
     with caplog.at_level(logging.ERROR, logger="crucible_train.core.metrics_fanout"):
         for step in range(5):
@@ -40,13 +40,13 @@ def test_a_failing_sink_does_not_stop_the_others_and_is_reported_once(caplog):
     assert [step for step, _ in healthy.rows] == [0, 1, 2, 3, 4]
     failure_lines = [r for r in caplog.records if "disk full" in r.getMessage()]
     assert len(failure_lines) == 1
-    assert "RecordingMetricsSink" in failure_lines[0].getMessage()
-    assert sink.failures == {"0:RecordingMetricsSink": 5}
+    assert "FakeMetricsSink" in failure_lines[0].getMessage()
+    assert sink.failures == {"0:FakeMetricsSink": 5}
 
 
 def test_close_is_idempotent_summarises_failures_and_refuses_later_logging(caplog):
-    broken = RecordingMetricsSink(fail_with=RuntimeError("boom"))
-    healthy = RecordingMetricsSink()
+    broken = FakeMetricsSink(fail_with=RuntimeError("boom"))
+    healthy = FakeMetricsSink()
     sink = MultiplexMetricsSink(sinks=[broken, healthy])
     sink.log_metrics({"x": 1}, step=0)
     with caplog.at_level(logging.ERROR):
@@ -61,14 +61,14 @@ def test_close_is_idempotent_summarises_failures_and_refuses_later_logging(caplo
 
 
 def test_url_comes_from_the_first_sink_that_has_one():
-    first, second = RecordingMetricsSink(), RecordingMetricsSink()
+    first, second = FakeMetricsSink(), FakeMetricsSink()
     second.url = "https://example.invalid/run/1"
     assert MultiplexMetricsSink(sinks=[first, second]).get_url() == second.url
     assert MultiplexMetricsSink(sinks=[first]).get_url() is None
 
 
 def test_hparams_are_dumped_json_safe_and_secrets_masked_before_any_sink_sees_them():
-    recorder = RecordingMetricsSink()
+    recorder = FakeMetricsSink()
     sink = MultiplexMetricsSink(sinks=[recorder], secrets=["s3cr3t-value"])
     sink.log_hparams(
         {

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,56 +30,8 @@ from crucible_train.errors import (
     EmbeddingClientError,
     InvalidDataError,
 )
-from crucible_train.ports.embedding import EmbeddingClient
 
-
-class HashEmbedding(EmbeddingClient):
-    """Deterministic bag-of-characters embedder; counts its calls."""
-
-    def __init__(self, dimension: int = 16) -> None:
-        self._dimension = dimension
-        self.calls: list[list[str]] = []
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        self.calls.append(list(texts))
-        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for ch in text:
-                out[row, ord(ch) % self._dimension] += 1.0
-        return out
-
-
-class TableEmbedding(EmbeddingClient):
-    """Returns fixed vectors per text."""
-
-    def __init__(self, table: dict[str, list[float]]) -> None:
-        self.table = table
-
-    @property
-    def dimension(self) -> int:
-        return len(next(iter(self.table.values())))
-
-    def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        return np.array([self.table[t] for t in texts], dtype=np.float32)
-
-
-class BrokenEmbedding(EmbeddingClient):
-    def __init__(self, result: Any = None, exc: Exception | None = None) -> None:
-        self.result = result
-        self.exc = exc
-
-    @property
-    def dimension(self) -> int:
-        return 2
-
-    def embed_texts(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        if self.exc is not None:
-            raise self.exc
-        return self.result  # type: ignore[no-any-return]
+from fakes import FakeEmbeddingClient
 
 
 @pytest.fixture
@@ -291,7 +242,7 @@ def test_score_accepts_a_scorer_object():
 
 
 def test_semantic_one_call_per_pair_and_per_batch():
-    client = HashEmbedding()
+    client = FakeEmbeddingClient()
     scorer = SemanticSimilarityScorer(client)
     assert scorer.score("abc", "abc") == pytest.approx(1.0)
     assert len(client.calls) == 1
@@ -306,7 +257,9 @@ def test_semantic_one_call_per_pair_and_per_batch():
 
 
 def test_semantic_cosine_clamped():
-    client = TableEmbedding({"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [-1.0, 0.0], "d": [1, 1]})
+    client = FakeEmbeddingClient(
+        table={"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [-1.0, 0.0], "d": [1, 1]}
+    )
     scorer = SemanticSimilarityScorer(client)
     assert scorer.score("a", "b") == 0.0
     assert scorer.score("a", "c") == 0.0  # negative cosine clamps to 0
@@ -315,11 +268,11 @@ def test_semantic_cosine_clamped():
 
 
 def test_semantic_zero_vector_and_blank_texts():
-    client = TableEmbedding({"zero": [0.0, 0.0], "a": [1.0, 0.0]})
+    client = FakeEmbeddingClient(table={"zero": [0.0, 0.0], "a": [1.0, 0.0]})
     scorer = SemanticSimilarityScorer(client)
     assert scorer.score("zero", "a") == 0.0
     assert scorer.score("zero", "zero") == 0.0
-    counting = HashEmbedding()
+    counting = FakeEmbeddingClient()
     blank = SemanticSimilarityScorer(counting)
     assert blank.score("", "  ") == 1.0
     assert blank.score("", "text") == 0.0
@@ -329,17 +282,17 @@ def test_semantic_zero_vector_and_blank_texts():
 
 def test_semantic_length_mismatch():
     with pytest.raises(ConfigurationError):
-        SemanticSimilarityScorer(HashEmbedding()).score_batch(["a"], [])
+        SemanticSimilarityScorer(FakeEmbeddingClient()).score_batch(["a"], [])
 
 
 @pytest.mark.parametrize(
     "client",
     [
-        BrokenEmbedding(exc=RuntimeError("model exploded")),
-        BrokenEmbedding(exc=EmbeddingClientError("typed failure")),
-        BrokenEmbedding(result=np.zeros((1, 2), dtype=np.float32)),
-        BrokenEmbedding(result=np.zeros(4, dtype=np.float32)),
-        BrokenEmbedding(result=np.full((2, 2), np.nan, dtype=np.float32)),
+        FakeEmbeddingClient(2, fail_with=RuntimeError("model exploded")),
+        FakeEmbeddingClient(2, fail_with=EmbeddingClientError("typed failure")),
+        FakeEmbeddingClient(2, result=np.zeros((1, 2), dtype=np.float32)),
+        FakeEmbeddingClient(2, result=np.zeros(4, dtype=np.float32)),
+        FakeEmbeddingClient(2, result=np.full((2, 2), np.nan, dtype=np.float32)),
     ],
 )
 def test_semantic_failures_raise_never_zero(client):
@@ -359,9 +312,9 @@ def test_registered_semantic_needs_a_client():
         score("semantic_similarity", "a", "b")
     with pytest.raises(ConfigurationError, match="EmbeddingClient"):
         score("semantic_similarity", "a", "b", embedding="not a client")
-    assert score("semantic_similarity", "abc", "abc", embedding=HashEmbedding()) == pytest.approx(
-        1.0
-    )
+    assert score(
+        "semantic_similarity", "abc", "abc", embedding=FakeEmbeddingClient()
+    ) == pytest.approx(1.0)
 
 
 # --- properties -----------------------------------------------------------------------
@@ -371,7 +324,7 @@ _OPTS: dict[str, dict[str, Any]] = {"regex": {"pattern": r"\w+"}}
 
 @given(output=st.text(), target=st.text())
 def test_every_builtin_returns_a_float_in_unit_interval(output, target):
-    client = HashEmbedding()
+    client = FakeEmbeddingClient()
     for name in BUILTIN_SCORERS:
         opts = dict(_OPTS.get(name, {}))
         if name == "semantic_similarity":

@@ -9,8 +9,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from rich.console import Console
@@ -23,11 +22,9 @@ from crucible_train.core.metrics_fanout import MultiplexMetricsSink
 from crucible_train.entrypoints import logger_facade as ct_logging
 from crucible_train.entrypoints.logger_facade import create_logger, dump_config
 from crucible_train.errors import ConfigurationError, MissingSecretError
-from crucible_train.ports.http import HttpClient, HttpResponse
-from crucible_train.ports.metrics import MetricsSink, MetricValue
 
 from extra_backends import branch, extra_backends
-from fakes import RecordingMetricsSink
+from fakes import FakeHttpClient, FakeMetricsSink
 
 SECRET = "wandb-Facade-Secret-5150"
 
@@ -44,58 +41,21 @@ def test_the_seed_import_path_is_a_deprecated_alias_of_the_facade(
         assert getattr(old, name) is getattr(ct_logging, name), name
 
 
-class StubHttp(HttpClient):
-    """An HttpClient that records closes and refuses every request."""
-
-    def __init__(self) -> None:
-        self.closed = 0
-
-    def request(self, method: str, url: str, **_kwargs: Any) -> HttpResponse:
-        raise AssertionError("no request expected")
-
-    def close(self) -> None:
-        self.closed += 1
-
-
-class Tracker(MetricsSink):
-    """Stands in for the W&B and Neptune sinks: takes the injected arguments and any
-    settings, and records them."""
-
-    instances: list[Tracker] = []  # noqa: RUF012 - reset by the fixture
-    fail_on_build = False
-
-    def __init__(self, *, http: HttpClient, run_dir: str, **settings: Any) -> None:
-        if Tracker.fail_on_build:
-            raise ConfigurationError("tracker refused to start")
-        self.http = http
-        self.run_dir = run_dir
-        self.settings = settings
-        self.closed: list[int] = []
-        Tracker.instances.append(self)
-
-    def log_hparams(self, config: Mapping[str, Any]) -> None:
-        return None
-
-    def log_metrics(self, metrics: Mapping[str, MetricValue], step: int | None = None) -> None:
-        return None
-
-    def close(self, exit_code: int = 0) -> None:
-        self.closed.append(exit_code)
-
-
 @pytest.fixture
-def trackers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Replace the real W&B and Neptune sinks by Trackers with their settings schemas."""
-    Tracker.instances = []
-    Tracker.fail_on_build = False
+def trackers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeMetricsSink]]:
+    """Replace the real W&B and Neptune sinks by fakes with their settings schemas; yields
+    the fakes built, each holding the injected arguments and settings it got."""
+    built: list[FakeMetricsSink] = []
     replacements = {
-        name: branch("metrics", name, Tracker, BACKENDS["metrics"][name].settings)
+        name: branch(
+            "metrics", name, FakeMetricsSink.builder(built), BACKENDS["metrics"][name].settings
+        )
         for name in ("wandb", "neptune")
     }
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
     with extra_backends("metrics", **replacements):
-        yield
+        yield built
 
 
 # --- kinds --------------------------------------------------------------------------------
@@ -163,9 +123,9 @@ def test_dump_config_is_re_exported():
 
 def test_wandb_reads_the_key_from_the_environment(trackers, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
-    http = StubHttp()
+    http = FakeHttpClient()
     sink = create_logger("wandb", project="p", log_dir=str(tmp_path), run_name="r", http=http)
-    (tracker,) = Tracker.instances
+    (tracker,) = trackers
     assert sink is tracker  # the caller owns the client: no wrapper
     assert tracker.http is http
     assert tracker.run_dir == str(tmp_path)
@@ -174,24 +134,26 @@ def test_wandb_reads_the_key_from_the_environment(trackers, tmp_path, monkeypatc
     assert tracker.settings["run_name"] == "r"
     assert tracker.settings["base_url"] == "https://api.wandb.ai"
     sink.close()
-    assert http.closed == 0
+    assert http.closes == 0
 
 
 def test_wandb_explicit_key_wins_over_the_environment(trackers, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "from-env")
-    create_logger("wandb", api_key=SECRET, project="p", log_dir=str(tmp_path), http=StubHttp())
-    assert Tracker.instances[0].settings["api_key"] == SECRET
+    create_logger(
+        "wandb", api_key=SECRET, project="p", log_dir=str(tmp_path), http=FakeHttpClient()
+    )
+    assert trackers[0].settings["api_key"] == SECRET
 
 
 def test_wandb_without_a_key_names_the_variable(trackers, tmp_path):
     with pytest.raises(MissingSecretError) as info:
-        create_logger("wandb", project="p", log_dir=str(tmp_path), http=StubHttp())
+        create_logger("wandb", project="p", log_dir=str(tmp_path), http=FakeHttpClient())
     assert "WANDB_API_KEY" in str(info.value)
 
 
 def test_wandb_without_a_project_names_it(trackers, tmp_path):
     with pytest.raises(ConfigurationError) as info:
-        create_logger("wandb", api_key=SECRET, log_dir=str(tmp_path), http=StubHttp())
+        create_logger("wandb", api_key=SECRET, log_dir=str(tmp_path), http=FakeHttpClient())
     assert str(info.value) == (
         "wandb.project: must be set when this backend is selected; expected a string"
     )
@@ -201,20 +163,20 @@ def test_wandb_without_a_project_names_it(trackers, tmp_path):
 def test_neptune_project_must_be_workspace_slash_project(trackers, tmp_path, monkeypatch):
     monkeypatch.setenv("NEPTUNE_API_TOKEN", SECRET)
     with pytest.raises(ConfigurationError, match="expected 'workspace/project'"):
-        create_logger("neptune", project="proj", log_dir=str(tmp_path), http=StubHttp())
-    create_logger("neptune", project="ws/proj", log_dir=str(tmp_path), http=StubHttp())
-    assert Tracker.instances[0].settings["api_token"] == SECRET
+        create_logger("neptune", project="proj", log_dir=str(tmp_path), http=FakeHttpClient())
+    create_logger("neptune", project="ws/proj", log_dir=str(tmp_path), http=FakeHttpClient())
+    assert trackers[0].settings["api_token"] == SECRET
 
 
 def test_a_created_http_client_is_closed_with_the_sink(trackers, tmp_path):
     sink = create_logger("wandb", api_key=SECRET, project="p", log_dir=str(tmp_path))
-    (tracker,) = Tracker.instances
+    (tracker,) = trackers
     assert isinstance(tracker.http, RequestsHttpClient)
     assert sink.sink is tracker
     sink.log_metrics({"a": 1}, step=0)
     assert sink.get_url() is None
     sink.close(2)
-    assert tracker.closed == [2]
+    assert tracker.exit_codes == [2]
     assert tracker.http._closed
 
 
@@ -243,7 +205,7 @@ def test_multiplex_of_kinds_shares_options(tmp_path):
 
 
 def test_multiplex_with_given_loggers_first(tmp_path):
-    given = RecordingMetricsSink()
+    given = FakeMetricsSink()
     sink = create_logger("multiplex", loggers=[given], kinds=["json"], log_dir=str(tmp_path))
     assert sink.sinks[0] is given
     sink.log_metrics({"x": 1}, step=0)
@@ -261,14 +223,14 @@ def test_multiplex_per_kind_options_and_one_shared_http_client(trackers, tmp_pat
         wandb={"api_key": SECRET, "project": "wb-proj"},
         neptune={"api_token": SECRET, "project": "ws/np-proj"},
     )
-    wandb, neptune = Tracker.instances
+    wandb, neptune = trackers
     assert wandb.settings["project"] == "wb-proj"
     assert neptune.settings["project"] == "ws/np-proj"
     assert wandb.settings["run_name"] == neptune.settings["run_name"] == "shared-name"
     assert wandb.http is neptune.http
     assert isinstance(wandb.http, RequestsHttpClient)
     sink.close(1)
-    assert wandb.closed == neptune.closed == [1]
+    assert wandb.exit_codes == neptune.exit_codes == [1]
     assert wandb.http._closed
 
 
@@ -290,7 +252,7 @@ def test_multiplex_misuse(opts, message):
 
 
 def test_multiplex_build_failure_closes_what_was_started(trackers, tmp_path):
-    given_http = StubHttp()
+    given_http = FakeHttpClient()
     with pytest.raises(ConfigurationError, match=r"neptune\.project"):
         create_logger(
             "multiplex",
@@ -300,9 +262,9 @@ def test_multiplex_build_failure_closes_what_was_started(trackers, tmp_path):
             wandb={"api_key": SECRET, "project": "p"},
             neptune={"api_token": SECRET},
         )
-    (wandb,) = Tracker.instances
-    assert wandb.closed == [1]  # marked failed, not left "running"
-    assert given_http.closed == 0  # the caller's client is the caller's
+    (wandb,) = trackers
+    assert wandb.exit_codes == [1]  # marked failed, not left "running"
+    assert given_http.closes == 0  # the caller's client is the caller's
 
 
 def test_kinds_are_mapped_to_registered_backends():

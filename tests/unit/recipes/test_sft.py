@@ -16,22 +16,12 @@ from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.job import JobContext
 from crucible_train.core.training.sft import SftLoopConfig
 from crucible_train.errors import ConfigurationError, DatasetNotFoundError, InvalidDataError
-from crucible_train.ports.sampling import SamplingClient
 from crucible_train.recipes.sft import SftConfig, run_sft_job
-from unit.core.training.test_sft import FakeTrainingClient
+from crucible_train.types import TokensWithLogprobs
 
-from fakes import FakeRunStore, RecordingMetricsSink, RecordingSamplingClient
+from fakes import FakeMetricsSink, FakeRunStore, FakeSamplingClient, FakeTrainingClient
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
-
-
-class SamplingFake(FakeTrainingClient):
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        self.sampler = RecordingSamplingClient()
-
-    def create_sampling_client(self, path: str) -> SamplingClient:
-        return self.sampler
 
 
 class NotingProgress:
@@ -54,11 +44,13 @@ class NotingProgress:
 
 def _ctx(
     tmp_path: Path,
-) -> tuple[JobContext, SamplingFake, RecordingMetricsSink, NotingProgress, FakeRunStore]:
+) -> tuple[JobContext, FakeTrainingClient, FakeMetricsSink, NotingProgress, FakeRunStore]:
     renderer = get_renderer(
         "qwen3_instruct", ByteLevelTokenizer(special_tokens=SPECIALS, vocab_size=512)
     )
-    client = SamplingFake(tmp_path)
+    # The evaluation samples get an empty answer (no arithmetic answer to score).
+    empty = TokensWithLogprobs(tokens=(), stop_reason="stop")
+    client = FakeTrainingClient(sampler=FakeSamplingClient([empty]))
     store = FakeRunStore()
     sink = store.metrics
     progress = NotingProgress()
@@ -73,7 +65,7 @@ def _ctx(
     return ctx, client, sink, progress, store
 
 
-def _keys(sink: RecordingMetricsSink) -> set[str]:
+def _keys(sink: FakeMetricsSink) -> set[str]:
     return {key for _, row in sink.rows for key in row}
 
 

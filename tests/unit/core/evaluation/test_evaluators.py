@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,9 @@ from crucible_train.core.evaluation.evaluators import (
     wilson_interval,
 )
 from crucible_train.errors import ConfigurationError, InvalidDataError, LLMClientError
-from crucible_train.ports.llm import Completion, LLMClient, LLMParams
-from crucible_train.types import Datum, ForwardBackwardOutput, ModelInput, TensorData
+from crucible_train.types import Datum, ModelInput, TensorData
 
-from fakes import RecordingMetricsSink
+from fakes import FakeLLMClient, FakeMetricsSink, FakeTrainingClient
 
 
 def _datum(tokens: Sequence[int], weights: Sequence[float]) -> Datum:
@@ -38,67 +36,22 @@ def _datum(tokens: Sequence[int], weights: Sequence[float]) -> Datum:
     )
 
 
-class ForwardOnlyTrainingClient:
-    """Answers ``forward`` with fixed logprobs; any gradient call fails the test."""
-
-    def __init__(self, logprobs: Sequence[Sequence[float]]) -> None:
-        self._logprobs = [list(lp) for lp in logprobs]
-        self.forward_calls: list[tuple[int, str]] = []
-        self._served = 0
-
-    def forward(self, datums: Sequence[Datum], loss_fn: str) -> Future[ForwardBackwardOutput]:
-        self.forward_calls.append((len(datums), loss_fn))
-        outputs = []
-        for _ in datums:
-            lp = self._logprobs[self._served]
-            self._served += 1
-            outputs.append({"logprobs": TensorData.from_list(lp, dtype="float32")})
-        future: Future[ForwardBackwardOutput] = Future()
-        future.set_result(ForwardBackwardOutput(loss_fn_outputs=outputs))
-        return future
-
-    def forward_backward(self, *args: Any, **kwargs: Any) -> Any:
-        pytest.fail("NLLEvaluator called forward_backward")
-
-    def forward_backward_custom(self, *args: Any, **kwargs: Any) -> Any:
-        pytest.fail("NLLEvaluator called forward_backward_custom")
-
-    def optim_step(self, *args: Any, **kwargs: Any) -> Any:
-        pytest.fail("NLLEvaluator called optim_step")
+def _scripted(logprobs: Sequence[Sequence[float]]) -> FakeTrainingClient:
+    """A training fake whose forward reports ``logprobs``, one row per datum, in order."""
+    rows = iter(logprobs)
+    return FakeTrainingClient(logprobs=lambda _datum: next(rows))
 
 
-class BiasedJudge(LLMClient):
-    """Always prefers whichever response is shown first; records every prompt."""
-
-    def __init__(self, answer: str = "Reasoning...\nVerdict: A") -> None:
-        self.answer = answer
-        self.prompts: list[str] = []
-
-    def chat(
-        self, messages: Sequence[Mapping[str, Any]], params: LLMParams | None = None
-    ) -> Completion:
-        self.prompts.append(str(messages[-1]["content"]))
-        return Completion(text=self.answer)
-
-    def complete(self, prompt: str, params: LLMParams | None = None) -> Completion:
-        raise AssertionError("the comparison judge uses chat")
+def _judge(answer: str = "Reasoning...\nVerdict: A") -> FakeLLMClient:
+    """Always prefers whichever response is shown first (records every prompt)."""
+    return FakeLLMClient(answer)
 
 
-class ScriptedJudge(LLMClient):
+def _scripted_judge(by_first: Mapping[str, str]) -> FakeLLMClient:
     """Answers by which text appears as Response A: a lookup of verdicts per first response."""
-
-    def __init__(self, by_first: Mapping[str, str]) -> None:
-        self.by_first = by_first
-
-    def chat(
-        self, messages: Sequence[Mapping[str, Any]], params: LLMParams | None = None
-    ) -> Completion:
-        content = str(messages[-1]["content"])
-        first = content.split("[Response A]\n", 1)[1].split("\n", 1)[0]
-        return Completion(text=self.by_first[first])
-
-    def complete(self, prompt: str, params: LLMParams | None = None) -> Completion:
-        raise AssertionError("unused")
+    return FakeLLMClient(
+        lambda prompt: by_first[prompt.split("[Response A]\n", 1)[1].split("\n", 1)[0]]
+    )
 
 
 # --- NLL ------------------------------------------------------------------------------------
@@ -114,11 +67,13 @@ def test_compute_mean_nll_is_weighted_and_ignores_masked_minus_inf() -> None:
 
 def test_nll_evaluator_uses_forward_only_in_batches() -> None:
     datums = [_datum([1, 2], [1, 1]), _datum([3, 4], [0, 1]), _datum([5], [1])]
-    client = ForwardOnlyTrainingClient([[-1.0, -3.0], [-9.0, -2.0], [-4.0]])
+    client = _scripted([[-1.0, -3.0], [-9.0, -2.0], [-4.0]])
     evaluator = NLLEvaluator(datums=datums, batch_size=2)
     assert isinstance(evaluator, TrainingClientEvaluator)
-    metrics = evaluator(client)  # type: ignore[arg-type]
+    metrics = evaluator(client)
     assert client.forward_calls == [(2, "cross_entropy"), (1, "cross_entropy")]
+    assert client.batches == []  # no gradient call
+    assert client.trained == []  # no optimiser step
     assert metrics["nll"] == pytest.approx((1 + 3 + 2 + 4) / 4)
     assert metrics["nll/weight"] == 4.0
 
@@ -126,14 +81,14 @@ def test_nll_evaluator_uses_forward_only_in_batches() -> None:
 def test_nll_evaluator_zero_weight_is_an_error_counted_by_the_runner(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = ForwardOnlyTrainingClient([[-1.0]] * 10)
-    sink = RecordingMetricsSink()
+    client = _scripted([[-1.0]] * 10)
+    sink = FakeMetricsSink()
     runner = EvaluatorRunner(
         evaluators=[NLLEvaluator(datums=[_datum([1], [0])])], metrics=sink, every=1
     )
     with caplog.at_level(logging.WARNING):
-        assert runner.maybe_run(0, training_client=client) == {"test/nll/errors": 1.0}  # type: ignore[arg-type]
-        assert runner.maybe_run(1, training_client=client) == {"test/nll/errors": 2.0}  # type: ignore[arg-type]
+        assert runner.maybe_run(0, training_client=client) == {"test/nll/errors": 1.0}
+        assert runner.maybe_run(1, training_client=client) == {"test/nll/errors": 2.0}
     assert len([r for r in caplog.records if "nll" in r.getMessage()]) == 1  # logged once
     assert sink.rows == [(0, {"test/nll/errors": 1.0}), (1, {"test/nll/errors": 2.0})]
     assert runner.errors == {"nll": 2}
@@ -192,7 +147,7 @@ class ConstantEvaluator:
 
 
 def test_runner_cadence_prefix_and_logging() -> None:
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
     evaluator = ConstantEvaluator("score", 0.25)
     assert isinstance(evaluator, SamplingClientEvaluator)
     runner = EvaluatorRunner(evaluators=[evaluator], metrics=sink, every=3, prefix="val/")
@@ -209,7 +164,7 @@ def test_runner_cadence_prefix_and_logging() -> None:
 
 
 def test_runner_every_zero_disables_and_negative_is_refused() -> None:
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
     evaluator = ConstantEvaluator("x", 1.0)
     runner = EvaluatorRunner(evaluators=[evaluator], metrics=sink, every=0)
     assert runner.maybe_run(0, sampling_client=object()) == {}  # type: ignore[arg-type]
@@ -221,7 +176,7 @@ def test_runner_every_zero_disables_and_negative_is_refused() -> None:
 
 
 def test_runner_skips_evaluators_without_their_client_and_keeps_others() -> None:
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
 
     class Broken(ConstantEvaluator):
         def __call__(self, sampling_client: Any) -> dict[str, float]:
@@ -270,7 +225,7 @@ def test_wilson_interval() -> None:
 
 
 def test_position_biased_judge_gives_exactly_half_after_both_orders() -> None:
-    judge = BiasedJudge()
+    judge = _judge()
     pairs = [("q1", "good", "bad"), ("q2", "bad", "good"), ("q3", "x", "y")]
     evaluator = ComparisonEvaluator(judge=judge, pairs=pairs)
     metrics = evaluator()
@@ -287,7 +242,7 @@ def test_position_biased_judge_gives_exactly_half_after_both_orders() -> None:
 
 
 def test_consistent_judge_scores_wins_ties_and_parse_failures() -> None:
-    judge = ScriptedJudge(
+    judge = _scripted_judge(
         {
             "win": "Verdict: A",  # prefers "win" in both orders
             "lose": "Verdict: B",
@@ -307,13 +262,13 @@ def test_consistent_judge_scores_wins_ties_and_parse_failures() -> None:
 
 def test_judge_that_never_answers_readably_is_an_error() -> None:
     with pytest.raises(LLMClientError, match="no readable verdict"):
-        ComparisonEvaluator(judge=BiasedJudge("hmm"), pairs=[("p", "a", "b")])()
+        ComparisonEvaluator(judge=_judge("hmm"), pairs=[("p", "a", "b")])()
     with pytest.raises(ConfigurationError):
-        ComparisonEvaluator(judge=BiasedJudge(), pairs=[])
+        ComparisonEvaluator(judge=_judge(), pairs=[])
 
 
 def test_win_rate_matches_arrays() -> None:
     # Sanity: the pair score is the mean of the two orders' scores.
-    judge = ScriptedJudge({"a": "Verdict: A", "b": "Verdict: tie"})
+    judge = _scripted_judge({"a": "Verdict: A", "b": "Verdict: tie"})
     metrics = ComparisonEvaluator(judge=judge, pairs=[("p", "a", "b")])()
     assert metrics["comparison/win_rate"] == pytest.approx(np.mean([1.0, 0.5]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,9 @@ from crucible_train.errors import (
     DatasetNotFoundError,
     InvalidDataError,
 )
-from crucible_train.ports.dataset_store import DatasetRecord
 from crucible_train.types import ModelInput
+
+from fakes import FakeDatasetStore
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
@@ -73,23 +73,15 @@ def test_conversations_without_trainable_tokens_are_skipped_and_counted() -> Non
     assert 0 < weights.sum() < len(weights)
 
 
-class _ListStore:
-    def __init__(self, rows: list[dict[str, object]]) -> None:
-        self.rows = rows
-
-    def iter_records(self, source: str) -> Iterator[DatasetRecord]:
-        for line, row in enumerate(self.rows, 1):
-            yield DatasetRecord(source=source, line=line, data=row)
-
-
 def test_load_conversations_names_the_bad_line() -> None:
     good = {"messages": [{"role": "user", "content": "q"}]}
-    store = _ListStore([good, {"messages": "nope"}])
+    store = FakeDatasetStore({"data.jsonl": [good, {"messages": "nope"}]})
     with pytest.raises(InvalidDataError, match=r"data.jsonl:2: expected"):
         load_conversations(store, "data.jsonl")
     with pytest.raises(InvalidDataError, match="holds no records"):
-        load_conversations(_ListStore([]), "empty.jsonl")
-    loaded = load_conversations(_ListStore([{**good, "tools": [{"type": "function"}]}]), "x")
+        load_conversations(FakeDatasetStore({"empty.jsonl": []}), "empty.jsonl")
+    with_tools = {**good, "tools": [{"type": "function"}]}
+    loaded = load_conversations(FakeDatasetStore({"x": [with_tools]}), "x")
     assert loaded == [{**good, "tools": [{"type": "function"}]}]
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +16,7 @@ from crucible_train.core.training.distill import (
 )
 from crucible_train.core.training.envs import (
     EnvGroupBuilder,
+    GroupOf,
     PromptOnlyEnv,
     Trajectory,
     Transition,
@@ -23,9 +24,8 @@ from crucible_train.core.training.envs import (
 from crucible_train.core.training.rl import trajectory_to_datums
 from crucible_train.errors import ConfigurationError
 from crucible_train.types import ModelInput, TokensWithLogprobs
-from unit.core.training.test_rl import Builder, FakeTrainingClient, SeededSampler
 
-from fakes import FakeRunStore, RecordingMetricsSink
+from fakes import FakeMetricsSink, FakeRunStore, FakeSamplingClient, FakeTrainingClient
 
 
 class PromptDataset:
@@ -36,7 +36,7 @@ class PromptDataset:
 
     def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
         return [
-            Builder([PromptOnlyEnv(ModelInput.from_ints([60 + index, g]), [0])] * 3)
+            GroupOf(functools.partial(PromptOnlyEnv, ModelInput.from_ints([60 + index, g]), [0]), 3)
             for g in range(2)
         ]
 
@@ -83,23 +83,33 @@ def test_the_loop_config_refuses_a_loss_that_is_not_a_policy_loss() -> None:
         DistillLoopConfig(loss_fn="cross_entropy")
 
 
-def test_distill_loop_trains_on_teacher_scored_samples(tmp_path: Path) -> None:
-    calls: list[object] = []
-    client = FakeTrainingClient(tmp_path, calls)
-    sink = RecordingMetricsSink()
+def _unigram(preferred: dict[int, float]) -> np.ndarray:
+    """Logits that keep (almost) all mass on tokens 1..9, with extra weight on some."""
+    theta = np.full(1024, -10.0)
+    theta[1:10] = 0.0
+    for token, logit in preferred.items():
+        theta[token] = logit
+    return theta
+
+
+def test_distill_loop_trains_on_teacher_scored_samples() -> None:
+    # The student spreads its samples over tokens 1..9; the teacher prefers token 1.
+    client = FakeTrainingClient(theta=_unigram({}))
+    teacher = FakeSamplingClient(theta=_unigram({1: 3.0}))
+    sink = FakeMetricsSink()
     store = FakeRunStore()
     result = run_distill(
         DistillLoopConfig(max_steps=3, save_every=0),
         training=client,
-        teacher=SeededSampler(),
+        teacher=teacher,
         dataset=PromptDataset(),
         metrics=sink,
         run_store=store,
     )
     assert result.steps_done == 3
     assert all("teacher_kl" in row for _, row in sink.rows)
-    # Sampled logprob -t/10, teacher -t/20: r = -t/20 < 0 on every action token.
-    assert all(float(row["teacher_kl"]) < 0 for _, row in sink.rows)
+    # r = log q_student - log p_teacher on the student's samples estimates KL > 0.
+    assert all(float(row["teacher_kl"]) > 0 for _, row in sink.rows)
     loss, _, datums = client.batches[0]
     assert loss == "importance_sampling"
     advantages = np.concatenate([d.loss_fn_inputs["advantages"].to_numpy() for d in datums])

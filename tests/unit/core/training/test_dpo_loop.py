@@ -1,11 +1,10 @@
-"""The DPO loop on a fake TrainingClient: reference computed once (reused on resume),
+"""The DPO loop on the fake TrainingClient: reference computed once (reused on resume),
 checkpoint records, exact resume after Ctrl-C."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,84 +12,21 @@ import pytest
 
 from crucible_train.core.training.dpo import REFERENCE_ARRAYS, DpoLoopConfig, run_dpo
 from crucible_train.errors import ConfigurationError
-from crucible_train.ports.training import CustomLossFn
 from crucible_train.types import (
-    AdamParams,
     Datum,
     EncodedTextChunk,
-    ForwardBackwardOutput,
     ModelInput,
-    OptimStepResponse,
     TensorData,
 )
 
-from fakes import FakeRunStore, RecordingMetricsSink
+from fakes import FakeMetricsSink, FakeRunStore, FakeTrainingClient, FakeTrainingState
 
 VOCAB = 24
 
 
-def _done(value: Any) -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_result(value)
-    return future
-
-
-class FakeTrainingClient:
-    """``logπ(target) = θ[target]``; plain SGD; states kept in memory. Counts forward calls."""
-
-    def __init__(self) -> None:
-        self.theta = np.linspace(-1.0, 1.0, VOCAB)
-        self.grad = np.zeros(VOCAB)
-        self.states: dict[str, np.ndarray] = {}
-        self.forward_calls = 0
-        self.forwarded_datums = 0
-
-    def _logprobs(self, datum: Datum) -> np.ndarray:
-        return self.theta[datum.loss_fn_inputs["target_tokens"].to_numpy()].astype(np.float32)
-
-    def forward(self, datums: Sequence[Datum], loss_fn: str) -> Future[ForwardBackwardOutput]:
-        self.forward_calls += 1
-        self.forwarded_datums += len(datums)
-        outputs: list[Mapping[str, TensorData]] = [
-            {"logprobs": TensorData.from_numpy(self._logprobs(d))} for d in datums
-        ]
-        return _done(ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={}))
-
-    def forward_backward(self, *args: Any, **kwargs: Any) -> Future[ForwardBackwardOutput]:
-        raise AssertionError("DPO must use forward_backward_custom")
-
-    def forward_backward_custom(
-        self, datums: Sequence[Datum], loss_fn: CustomLossFn
-    ) -> Future[ForwardBackwardOutput]:
-        logprobs = [self._logprobs(d) for d in datums]
-        loss, grads, metrics = loss_fn(datums, logprobs)
-        for datum, g in zip(datums, grads, strict=True):
-            np.add.at(self.grad, datum.loss_fn_inputs["target_tokens"].to_numpy(), g)
-        outputs: list[Mapping[str, TensorData]] = [
-            {"logprobs": TensorData.from_numpy(lp)} for lp in logprobs
-        ]
-        return _done(
-            ForwardBackwardOutput(loss_fn_outputs=outputs, metrics={**metrics, "loss": loss})
-        )
-
-    def optim_step(self, params: AdamParams) -> Future[OptimStepResponse]:
-        self.theta = self.theta - params.learning_rate * self.grad
-        self.grad = np.zeros(VOCAB)
-        return _done(OptimStepResponse(metrics={}))
-
-    def save_state(self, name: str) -> Future[str]:
-        self.states[name] = self.theta.copy()
-        return _done(f"state/{name}")
-
-    def load_state(self, path: str) -> Future[None]:
-        self.theta = self.states[path.removeprefix("state/")].copy()
-        return _done(None)
-
-    def save_weights_for_sampler(self, name: str) -> Future[str]:
-        return _done(f"sampler/{name}")
-
-    def create_sampling_client(self, path: str) -> Any:
-        raise AssertionError("not needed")
+def _client(states: dict[str, FakeTrainingState] | None = None) -> FakeTrainingClient:
+    """A fake backend over ``VOCAB`` tokens whose initial logits rise from -1 to 1."""
+    return FakeTrainingClient(theta=np.linspace(-1.0, 1.0, VOCAB), states=states)
 
 
 def _datum(tokens: list[int]) -> Datum:
@@ -132,8 +68,8 @@ def _run(
     resume: bool = False,
     stop_after: int | None = None,
     config: DpoLoopConfig = CONFIG,
-) -> tuple[Any, RecordingMetricsSink]:
-    sink = RecordingMetricsSink()
+) -> tuple[Any, FakeMetricsSink]:
+    sink = FakeMetricsSink()
     stop = threading.Event()
 
     class StopAfter:
@@ -146,7 +82,7 @@ def _run(
 
     result = run_dpo(
         config,
-        training=client,  # type: ignore[arg-type]
+        training=client,
         train_pairs=_pairs(8),
         test_pairs=_pairs(4, offset=4),
         metrics=sink,
@@ -158,12 +94,14 @@ def _run(
     return result, sink
 
 
-def _rows(sink: RecordingMetricsSink) -> list[tuple[int | None, dict[str, Any]]]:
+def _rows(sink: FakeMetricsSink) -> list[tuple[int | None, dict[str, Any]]]:
     return [(s, {k: v for k, v in m.items() if not k.startswith("time/")}) for s, m in sink.rows]
 
 
 def test_training_raises_held_out_preference_accuracy() -> None:
-    result, sink = _run(FakeRunStore(), FakeTrainingClient())
+    client = _client()
+    result, sink = _run(FakeRunStore(), client)
+    assert {batch.loss_fn for batch in client.batches} == {"custom"}  # DPO's own loss
     evals = [m for _, m in sink.rows if "test/dpo_accuracy" in m]
     assert evals[0]["test/dpo_accuracy"] == 0.0  # tied with the reference before any step
     assert evals[-1]["test/dpo_accuracy"] == 1.0
@@ -186,7 +124,7 @@ def test_training_raises_held_out_preference_accuracy() -> None:
 
 def test_checkpoint_records_name_the_next_step() -> None:
     store = FakeRunStore()
-    _run(store, FakeTrainingClient())
+    _run(store, _client())
     records = store.records
     assert [(r.name, r.step, r.epoch, r.batch, r.final) for r in records] == [
         ("000002", 2, 0, 2, False),
@@ -194,14 +132,14 @@ def test_checkpoint_records_name_the_next_step() -> None:
         ("final", 6, 2, 0, True),
     ]
     assert records[0].state_path == "state/000002"
-    assert records[0].sampler_path == "sampler/000002"
+    assert records[0].sampler_path == "sampler://000002/2"  # saved after 2 steps
 
 
 def test_reference_is_computed_once_and_reloaded_on_resume() -> None:
-    uninterrupted_client = FakeTrainingClient()
+    uninterrupted_client = _client()
     _, uninterrupted = _run(FakeRunStore(), uninterrupted_client)
 
-    first = FakeTrainingClient()
+    first = _client()
     store = FakeRunStore()
     result, before = _run(store, first, stop_after=3)
     # Pipelined one step ahead: step 3 was already submitted when the stop was seen.
@@ -210,29 +148,26 @@ def test_reference_is_computed_once_and_reloaded_on_resume() -> None:
     assert list(store.arrays[REFERENCE_ARRAYS]) == ["train", "test", "fingerprint"]
     assert store.arrays[REFERENCE_ARRAYS]["train"].shape == (8, 2)
     # Reference of train + test (one call each) and the step-0 evaluation.
-    assert first.forward_calls == 3
+    assert len(first.forward_calls) == 3
 
-    second = FakeTrainingClient()
-    second.states = first.states
+    second = _client(first.states)
     resumed, after = _run(store, second, resume=True)
     assert resumed.resumed_from == 4
     assert store.rewinds == [4]
     assert resumed.steps_done == 6
     # Only the final evaluation of the 8 held-out datums: the reference was not recomputed.
-    assert second.forward_calls == 1
-    assert second.forwarded_datums == 8
+    assert second.forward_calls == [(8, "cross_entropy")]
     np.testing.assert_array_equal(second.theta, uninterrupted_client.theta)
     kept = [(s, m) for s, m in _rows(before) if s is not None and s < 4]
     assert kept + _rows(after) == _rows(uninterrupted)
 
 
 def test_resume_without_the_reference_file_is_refused() -> None:
-    first = FakeTrainingClient()
+    first = _client()
     store = FakeRunStore()
     _run(store, first, stop_after=3)
     del store.arrays[REFERENCE_ARRAYS]
-    second = FakeTrainingClient()
-    second.states = first.states
+    second = _client(first.states)
     with pytest.raises(
         ConfigurationError,
         match=r"cannot resume: memory://run/dpo_reference \(reference log-probs of the initial",
@@ -241,18 +176,17 @@ def test_resume_without_the_reference_file_is_refused() -> None:
 
 
 def test_resume_with_different_data_is_refused() -> None:
-    first = FakeTrainingClient()
+    first = _client()
     store = FakeRunStore()
     _run(store, first, stop_after=3)
-    second = FakeTrainingClient()
-    second.states = first.states
+    second = _client(first.states)
     with pytest.raises(ConfigurationError, match="different preference data"):
         run_dpo(
             CONFIG,
-            training=second,  # type: ignore[arg-type]
+            training=second,
             train_pairs=_pairs(8, offset=1),
             test_pairs=_pairs(4, offset=4),
-            metrics=RecordingMetricsSink(),
+            metrics=FakeMetricsSink(),
             run_store=store,
             resume=True,
         )

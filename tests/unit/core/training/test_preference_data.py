@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from crucible_train.core.training.preference_data import load_preference_pairs, pairs_to_datums
 from crucible_train.errors import InvalidDataError
-from crucible_train.ports.dataset_store import DatasetRecord
 from crucible_train.recipes.arithmetic.pairs import arithmetic_pairs, rejected_answer
 from crucible_train.recipes.arithmetic.task import ArithmeticTask
 
-
-class FakeDatasetStore:
-    """Serves in-memory rows as records of ``source``."""
-
-    def __init__(self, rows: list[Mapping[str, Any]]) -> None:
-        self.rows = rows
-
-    def iter_records(self, source: str) -> Iterator[DatasetRecord]:
-        for line, row in enumerate(self.rows, 1):
-            yield DatasetRecord(source=source, line=line, data=row)
-
+from fakes import FakeDatasetStore
 
 GOOD = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}
 
@@ -40,7 +29,7 @@ def test_rows_in_every_accepted_form() -> None:
             "rejected": [{"role": "assistant", "content": "3"}],
         },
     ]
-    pairs = load_preference_pairs(FakeDatasetStore(rows), "prefs.jsonl")
+    pairs = load_preference_pairs(FakeDatasetStore({"prefs.jsonl": rows}), "prefs.jsonl")
     assert pairs[0].prompt == ({"role": "user", "content": "2+2?"},)
     assert pairs[0].chosen == ({"role": "assistant", "content": "4"},)
     assert len(pairs[1].prompt) == 2
@@ -66,7 +55,7 @@ def test_rows_in_every_accepted_form() -> None:
     ],
 )
 def test_malformed_row_names_path_line_and_problem(row: Mapping[str, Any], message: str) -> None:
-    store = FakeDatasetStore([GOOD, row])
+    store = FakeDatasetStore({"prefs.jsonl": [GOOD, row]})
     with pytest.raises(InvalidDataError, match=r"prefs\.jsonl:2: ") as info:
         load_preference_pairs(store, "prefs.jsonl")
     assert message in str(info.value)
@@ -74,7 +63,7 @@ def test_malformed_row_names_path_line_and_problem(row: Mapping[str, Any], messa
 
 def test_empty_dataset_is_refused() -> None:
     with pytest.raises(InvalidDataError, match="no rows"):
-        load_preference_pairs(FakeDatasetStore([]), "empty.jsonl")
+        load_preference_pairs(FakeDatasetStore({"empty.jsonl": []}), "empty.jsonl")
 
 
 def test_pairs_render_to_chosen_then_rejected_datums_with_raw_weights() -> None:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import random
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,105 +30,21 @@ from crucible_train.core.training.rl import (
     validate_loss_fn,
 )
 from crucible_train.errors import ConfigurationError
-from crucible_train.ports.sampling import SamplingClient
 from crucible_train.types import (
-    AdamParams,
     Datum,
-    ForwardBackwardOutput,
     ModelInput,
-    OptimStepResponse,
-    SampleResponse,
-    SamplingParams,
-    TensorData,
     TokensWithLogprobs,
 )
 
-from fakes import FakeRunStore, RecordingMetricsSink
+from fakes import (
+    FakeMetricsSink,
+    FakeRunStore,
+    FakeSamplingClient,
+    FakeTrainingClient,
+    FakeTrainingState,
+)
 
-# --- fakes ------------------------------------------------------------------------------
-
-
-def _done(value: Any) -> Future[Any]:
-    future: Future[Any] = Future()
-    future.set_result(value)
-    return future
-
-
-class SeededSampler:
-    """Samples tokens 1..9 from ``random.Random(seed)``; logprob of token t is ``-t/10``.
-
-    ``compute_logprobs`` gives ``-t/20`` for every token but the first. Records calls.
-    """
-
-    def __init__(self, calls: list[tuple[tuple[int, ...], int, int | None]] | None = None):
-        self.calls = [] if calls is None else calls
-
-    def sample(
-        self, prompt: ModelInput, num_samples: int, params: SamplingParams
-    ) -> Future[SampleResponse]:
-        self.calls.append((tuple(prompt.to_ints()), num_samples, params.seed))
-        rng = random.Random(params.seed)
-        sequences = []
-        for _ in range(num_samples):
-            tokens = [rng.randint(1, 9) for _ in range(rng.randint(1, params.max_tokens or 3))]
-            sequences.append(
-                TokensWithLogprobs(
-                    tokens=tokens, logprobs=[-t / 10 for t in tokens], stop_reason="stop"
-                )
-            )
-        return _done(SampleResponse(sequences=sequences))
-
-    def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
-        tokens = prompt.to_ints()
-        return _done([None] + [-t / 20 for t in tokens[1:]])
-
-
-class FakeTrainingClient:
-    """Records policy updates; 'weights' = number of optimiser steps (saved as JSON)."""
-
-    def __init__(self, state_dir: Path, calls: list[Any]) -> None:
-        self.state_dir = state_dir
-        self.steps = 0
-        self.batches: list[tuple[str, Mapping[str, float] | None, list[Datum]]] = []
-        self.sampler_calls = calls
-
-    def forward_backward(
-        self,
-        datums: Sequence[Datum],
-        loss_fn: str,
-        loss_fn_config: Mapping[str, float] | None = None,
-    ) -> Future[ForwardBackwardOutput]:
-        self.batches.append((loss_fn, loss_fn_config, list(datums)))
-        outputs = [
-            {"logprobs": TensorData.from_numpy(d.loss_fn_inputs["logprobs"].to_numpy() - 0.1)}
-            for d in datums
-        ]
-        return _done(ForwardBackwardOutput(loss_fn_outputs=outputs))
-
-    def forward(self, datums: Sequence[Datum], loss_fn: str) -> Future[ForwardBackwardOutput]:
-        raise NotImplementedError
-
-    def forward_backward_custom(self, datums: Sequence[Datum], loss_fn: Any) -> Future[Any]:
-        raise NotImplementedError
-
-    def optim_step(self, params: AdamParams) -> Future[OptimStepResponse]:
-        self.steps += 1
-        return _done(OptimStepResponse(metrics={"grad_norm": 1.0}))
-
-    def save_state(self, name: str) -> Future[str]:
-        path = self.state_dir / f"{name}.json"
-        path.write_text(json.dumps({"steps": self.steps}))
-        return _done(str(path))
-
-    def load_state(self, path: str) -> Future[None]:
-        self.steps = json.loads(Path(path).read_text())["steps"]
-        return _done(None)
-
-    def save_weights_for_sampler(self, name: str) -> Future[str]:
-        return _done(f"sampler://{name}/{self.steps}")
-
-    def create_sampling_client(self, path: str) -> SamplingClient:
-        return SeededSampler(self.sampler_calls)
+# --- environments -----------------------------------------------------------------------
 
 
 class OneShotEnv:
@@ -304,23 +216,23 @@ def test_policy_metrics_use_action_tokens_only() -> None:
 
 
 def test_shared_prompt_group_is_sampled_with_one_call() -> None:
-    sampler = SeededSampler()
+    sampler = FakeSamplingClient()
     groups = rollout_groups(
         Dataset(1, groups=2, size=4).get_batch(0), sampler, max_tokens=3, temperature=1, seed=7
     )
-    assert [(prompt, n) for prompt, n, _ in sampler.calls] == [((50, 0), 4), ((50, 1), 4)]
+    assert [(p.to_ints(), n) for p, n, _ in sampler.calls] == [([50, 0], 4), ([50, 1], 4)]
     assert [len(g.trajectories) for g in groups] == [4, 4]
 
 
 def test_distinct_prompts_are_sampled_separately() -> None:
-    sampler = SeededSampler()
+    sampler = FakeSamplingClient()
     builder = Builder([OneShotEnv([1]), OneShotEnv([2]), OneShotEnv([1])])
     rollout_groups([builder], sampler, max_tokens=3, temperature=1, seed=0)
-    assert sorted((p, n) for p, n, _ in sampler.calls) == [((1,), 2), ((2,), 1)]
+    assert sorted((p.to_ints(), n) for p, n, _ in sampler.calls) == [([1], 2), ([2], 1)]
 
 
 def test_multi_turn_rollout_merges_into_one_datum() -> None:
-    sampler = SeededSampler()
+    sampler = FakeSamplingClient()
     (group,) = rollout_groups(
         [Builder([TwoTurnEnv()])], sampler, max_tokens=3, temperature=1, seed=0
     )
@@ -364,28 +276,27 @@ def test_bad_config_values_are_refused(field: str, value: Any) -> None:
 
 
 def _run(
-    tmp_path: Path,
+    states: dict[str, FakeTrainingState],
     run: FakeRunStore,
     calls: list[Any],
     *,
     stop_after: int | None = None,
     resume: bool = False,
     **overrides: Any,
-) -> tuple[FakeTrainingClient, RecordingMetricsSink, Any]:
-    """One invocation on the run ``run`` (its rows kept in ``run.metrics`` across calls)."""
-    client = FakeTrainingClient(tmp_path, calls)
+) -> tuple[FakeTrainingClient, FakeMetricsSink, Any]:
+    """One invocation on the run ``run`` (its rows kept in ``run.metrics`` across calls,
+    the training states in ``states``, every sampler call in ``calls``)."""
+    client = FakeTrainingClient(states=states, sample_calls=calls)
     stop = threading.Event()
 
-    class Sink(RecordingMetricsSink):
-        def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-            super().log_metrics(metrics, step)
-            run.metrics.log_metrics(metrics, step)
-            if stop_after is not None and step is not None and step + 1 >= stop_after:
-                stop.set()
+    def keep_and_maybe_stop(step: int | None, metrics: Mapping[str, Any]) -> None:
+        run.metrics.log_metrics(metrics, step)
+        if stop_after is not None and step is not None and step + 1 >= stop_after:
+            stop.set()
 
     settings: dict[str, Any] = {"max_steps": 6, "save_every": 2}
     settings.update(overrides)
-    recorder = Sink()
+    recorder = FakeMetricsSink(on_metrics=keep_and_maybe_stop)
     result = run_rl(
         RlLoopConfig(**settings),
         training=client,
@@ -405,9 +316,9 @@ def _rows(run: FakeRunStore) -> list[dict[str, Any]]:
     ]
 
 
-def test_loop_records_checkpoints_naming_the_next_batch(tmp_path: Path) -> None:
+def test_loop_records_checkpoints_naming_the_next_batch() -> None:
     run = FakeRunStore()
-    client, recorder, result = _run(tmp_path, run, [])
+    client, recorder, result = _run({}, run, [])
     records = run.records
     assert [(r.name, r.step, r.batch) for r in records] == [
         ("000002", 2, 2),
@@ -425,9 +336,9 @@ def test_loop_records_checkpoints_naming_the_next_batch(tmp_path: Path) -> None:
     assert all(loss == "importance_sampling" for loss, _, _ in client.batches)
 
 
-def test_loss_fn_and_config_are_passed_through(tmp_path: Path) -> None:
+def test_loss_fn_and_config_are_passed_through() -> None:
     client, _, _ = _run(
-        tmp_path,
+        {},
         FakeRunStore(),
         [],
         max_steps=1,
@@ -437,19 +348,18 @@ def test_loss_fn_and_config_are_passed_through(tmp_path: Path) -> None:
     assert client.batches[0][:2] == ("ppo", {"clip_low_threshold": 0.7, "clip_high_threshold": 1.3})
 
 
-def test_interrupted_and_resumed_run_reproduces_sampling_and_metrics(tmp_path: Path) -> None:
+def test_interrupted_and_resumed_run_reproduces_sampling_and_metrics() -> None:
     whole_calls: list[Any] = []
-    (tmp_path / "a").mkdir()
     whole = FakeRunStore()
-    _run(tmp_path / "a", whole, whole_calls)
+    _run({}, whole, whole_calls)
     parts_calls: list[Any] = []
-    (tmp_path / "b").mkdir()
+    parts_states: dict[str, FakeTrainingState] = {}
     parts = FakeRunStore()
-    _, _, first = _run(tmp_path / "b", parts, parts_calls, stop_after=3)
+    _, _, first = _run(parts_states, parts, parts_calls, stop_after=3)
     assert first.interrupted
     assert first.steps_done == 3
     assert parts.records[-1].name == "interrupted-000003"
-    client, _, second = _run(tmp_path / "b", parts, parts_calls, resume=True)
+    client, _, second = _run(parts_states, parts, parts_calls, resume=True)
     assert second.resumed_from == 3
     assert second.steps_done == 6
     assert client.steps == 6
@@ -458,25 +368,26 @@ def test_interrupted_and_resumed_run_reproduces_sampling_and_metrics(tmp_path: P
     assert _rows(parts) == _rows(whole)
 
 
-def test_kl_reference_is_the_initial_policy_and_kept_across_resume(tmp_path: Path) -> None:
+def test_kl_reference_is_the_initial_policy_and_kept_across_resume() -> None:
     run = FakeRunStore()
-    _, recorder, _ = _run(tmp_path, run, [], kl_penalty_coef=0.1, stop_after=2)
+    states: dict[str, FakeTrainingState] = {}
+    _, recorder, _ = _run(states, run, [], kl_penalty_coef=0.1, stop_after=2)
     assert "kl_policy_base" in recorder.rows[0][1]
     record = run.records[-1]
     assert record.extra["reference_sampler_path"] == "sampler://kl-reference/0"
-    _run(tmp_path, run, [], kl_penalty_coef=0.1, resume=True)
+    _run(states, run, [], kl_penalty_coef=0.1, resume=True)
     assert all(
         r.extra.get("reference_sampler_path") == "sampler://kl-reference/0" for r in run.records
     )
 
 
-def test_empty_dataset_is_refused(tmp_path: Path) -> None:
+def test_empty_dataset_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="no batches"):
         run_rl(
             RlLoopConfig(),
-            training=FakeTrainingClient(tmp_path, []),
+            training=FakeTrainingClient(),
             dataset=Dataset(0),
-            metrics=RecordingMetricsSink(),
+            metrics=FakeMetricsSink(),
             run_store=FakeRunStore(),
         )
 

@@ -12,7 +12,7 @@ from crucible_train.recipes.arithmetic.evaluator import ArithmeticAccuracyEvalua
 from crucible_train.recipes.arithmetic.task import ArithmeticProblem, ArithmeticTask
 from crucible_train.types import TokensWithLogprobs
 
-from fakes import RecordingSamplingClient
+from fakes import FakeSamplingClient
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
@@ -74,7 +74,7 @@ def _reply(renderer: Renderer, text: str) -> TokensWithLogprobs:
 def test_accuracy_evaluator_samples_greedily_and_scores_exact_matches() -> None:
     renderer = _renderer()
     problems = [ArithmeticProblem(a=1, b=2, op="+"), ArithmeticProblem(a=5, b=3, op="-")]
-    sampler = RecordingSamplingClient([_reply(renderer, "3"), _reply(renderer, "3")])
+    sampler = FakeSamplingClient([_reply(renderer, "3"), _reply(renderer, "3")])
     evaluator = ArithmeticAccuracyEvaluator(problems=problems, renderer=renderer, max_tokens=6)
     assert evaluator.name == "accuracy"
     assert evaluator.client_kind == "sampling"
@@ -90,25 +90,11 @@ def test_accuracy_evaluator_samples_greedily_and_scores_exact_matches() -> None:
 
 def test_accuracy_evaluator_submits_every_sample_before_gathering() -> None:
     renderer = _renderer()
-    order: list[str] = []
-
-    class Ordered(RecordingSamplingClient):
-        def sample(self, prompt, num_samples, params):  # type: ignore[no-untyped-def]
-            order.append("submit")
-            future = super().sample(prompt, num_samples, params)
-            original = future.result
-
-            def result(timeout: float | None = None):  # type: ignore[no-untyped-def]
-                order.append("gather")
-                return original(timeout)
-
-            future.result = result  # type: ignore[method-assign]
-            return future
-
+    events: list[str] = []
     problems = [ArithmeticProblem(a=i, b=1, op="+") for i in range(3)]
     evaluator = ArithmeticAccuracyEvaluator(problems=problems, renderer=renderer)
-    evaluator(Ordered([_reply(renderer, "1")]))
-    assert order == ["submit"] * 3 + ["gather"] * 3
+    evaluator(FakeSamplingClient([_reply(renderer, "1")], events=events))
+    assert [event.split(":")[0] for event in events] == ["sample"] * 3 + ["await sample"] * 3
 
 
 def test_accuracy_evaluator_needs_problems() -> None:
