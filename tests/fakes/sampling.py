@@ -103,12 +103,15 @@ class FakeSamplingClient(SamplingClient):
                 self._check(prompt, require_tokens=True)
                 if self.replies:
                     reply = self.replies[min(index, len(self.replies) - 1)]
-                    return done(SampleResponse(sequences=[reply] * num_samples), self.events, label)
+                    # attrs' converter=tuple hides the element type from mypy (as in src).
+                    response = SampleResponse(sequences=[reply] * num_samples)  # type: ignore[list-item]
+                    return done(response, self.events, label)
                 rng = self._rng if params.seed is None else np.random.default_rng(params.seed)
                 sequences = [self._draw(params, rng) for _ in range(num_samples)]
             except Exception as exc:  # the port reports failures through the future
                 return failed(exc, self.events, label)
-            return done(SampleResponse(sequences=sequences), self.events, label)
+            response = SampleResponse(sequences=sequences)  # type: ignore[arg-type]
+            return done(response, self.events, label)
 
     def compute_logprobs(self, prompt: ModelInput) -> Future[list[float | None]]:
         """``None``, then ``log_softmax(theta)`` of every later token of ``prompt``."""
@@ -168,5 +171,6 @@ class FakeSamplingClient(SamplingClient):
             keep[order[cut:]] = False
         if keep.all():
             return table
-        kept = np.where(keep, table, -np.inf)
-        return kept - np.log(np.exp(kept).sum())
+        kept: npt.NDArray[np.float64] = np.where(keep, table, -np.inf)
+        renormalised: npt.NDArray[np.float64] = kept - np.log(np.exp(kept).sum())
+        return renormalised
