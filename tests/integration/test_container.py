@@ -42,7 +42,7 @@ from crucible_train.errors import ConfigurationError, MissingSecretError
 from crucible_train.ports import PORTS
 
 from extra_backends import branch, extra_backends
-from fakes import RecordingMetricsSink
+from fakes import FakeMetricsSink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hf_Distinctive_S3cret_value_9182"
@@ -398,7 +398,7 @@ def test_only_the_selected_branch_is_ever_built(builds: Builds, tmp_path: Path) 
 
 
 def test_shutdown_closes_the_built_closable_adapters(builds: Builds, tmp_path: Path) -> None:
-    recording_sink = branch("metrics", "recording", RecordingMetricsSink)
+    recording_sink = branch("metrics", "recording", FakeMetricsSink)
     with extra_backends("metrics", recording=recording_sink):
         container = build_container(
             overrides=["http.backend=closing", "metrics.sinks=[noop, recording]"],
@@ -408,9 +408,9 @@ def test_shutdown_closes_the_built_closable_adapters(builds: Builds, tmp_path: P
     container.init_resources()
     assert container.http_resource() is container.http()
     sinks = container.metrics_sinks()
-    assert [type(sink) for sink in sinks] == [NoopMetricsSink, RecordingMetricsSink]
+    assert [type(sink) for sink in sinks] == [NoopMetricsSink, FakeMetricsSink]
     recording = sinks[1]
-    assert isinstance(recording, RecordingMetricsSink)
+    assert isinstance(recording, FakeMetricsSink)
     assert builds.closed == []
     container.shutdown_resources()
     assert builds.closed == ["closing"]

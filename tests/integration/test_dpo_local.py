@@ -10,7 +10,7 @@ from crucible_train.adapters.files.run_store import FilesRunStore
 from crucible_train.core.training.dpo import DpoLoopConfig, run_dpo
 from crucible_train.core.training.preference_data import PreferencePair, pairs_to_datums
 
-from fakes import RecordingMetricsSink
+from fakes import FakeMetricsSink
 
 pytestmark = pytest.mark.torch
 
@@ -48,7 +48,7 @@ def test_held_out_preference_accuracy_rises(tmp_path: Path) -> None:
         seed=0,
         checkpoint_dir=str(tmp_path / "checkpoints"),
     )
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
     config = DpoLoopConfig(
         learning_rate=1e-2,
         lr_schedule="constant",

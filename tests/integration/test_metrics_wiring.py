@@ -4,9 +4,8 @@ wired by the container from containers.yaml into real adapters."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -18,10 +17,9 @@ from crucible_train.config import required_when_selected_field
 from crucible_train.container import AppContainer, build_container, load_config
 from crucible_train.core.config_dump import dump_config
 from crucible_train.errors import ConfigurationError, MissingSecretError
-from crucible_train.ports.http import HttpClient
-from crucible_train.ports.metrics import MetricsSink, MetricValue
 
 from extra_backends import branch, extra_backends
+from fakes import FakeMetricsSink
 
 SECRET = "sk-Integration-Secret-4242"
 
@@ -140,45 +138,35 @@ class TrackerSettings:
     project: str | None = required_when_selected_field()
 
 
-class TrackerSink(MetricsSink):
-    """Records how it was built, and whether its HTTP client was still open at close."""
+@attrs.define
+class Trackers:
+    """The tracker sinks built (fakes with the W&B/Neptune constructor shape), and for each
+    close whether the sink's HTTP client was still open."""
 
-    built: list[TrackerSink] = []  # noqa: RUF012 - a per-test registry, reset by the fixture
-
-    def __init__(self, *, http: HttpClient, run_dir: str, api_key: str, project: str) -> None:
-        self.http = http
-        self.run_dir = run_dir
-        self.api_key = api_key
-        self.project = project
-        self.http_open_at_close: bool | None = None
-        TrackerSink.built.append(self)
-
-    def log_hparams(self, config: Mapping[str, Any]) -> None:
-        return None
-
-    def log_metrics(self, metrics: Mapping[str, MetricValue], step: int | None = None) -> None:
-        return None
-
-    def close(self, exit_code: int = 0) -> None:
-        self.http_open_at_close = not getattr(self.http, "_closed", False)
+    built: list[FakeMetricsSink] = attrs.Factory(list)
+    http_open_at_close: list[bool] = attrs.Factory(list)
 
 
 @pytest.fixture
-def tracker() -> Iterator[type[TrackerSink]]:
-    TrackerSink.built = []
+def tracker() -> Iterator[Trackers]:
+    record = Trackers()
+
+    def note_http(sink: FakeMetricsSink) -> None:
+        record.http_open_at_close.append(not getattr(sink.http, "_closed", False))
+
     sink = branch(
         "metrics",
         "tracker",
-        TrackerSink,
+        FakeMetricsSink.builder(record.built, on_close=note_http),
         TrackerSettings,
         http=AppContainer.http,
         run_dir=AppContainer.config.metrics.run_dir,
     )
     with extra_backends("metrics", tracker=sink):
-        yield TrackerSink
+        yield record
 
 
-def test_http_and_run_dir_are_injected(tracker: type[TrackerSink], tmp_path: Path) -> None:
+def test_http_and_run_dir_are_injected(tracker: Trackers, tmp_path: Path) -> None:
     container = build_container(
         overrides=["metrics.sinks=[files, tracker]", "metrics.tracker={project: p}"],
         environ={"CT_TRACKER_KEY": SECRET},
@@ -188,14 +176,13 @@ def test_http_and_run_dir_are_injected(tracker: type[TrackerSink], tmp_path: Pat
     (sink,) = tracker.built
     assert sink.http is container.http()
     assert sink.run_dir == str(tmp_path / "runs" / "default")
-    assert sink.api_key == SECRET
-    assert sink.project == "p"
+    assert sink.settings == {"api_key": SECRET, "project": "p"}
     container.shutdown_resources()
-    assert sink.http_open_at_close is True  # sinks close before the HTTP client
+    assert tracker.http_open_at_close == [True]  # sinks close before the HTTP client
     assert sink.http._closed
 
 
-def test_a_sink_that_needs_http_refuses_noop_http(tracker: type[TrackerSink]) -> None:
+def test_a_sink_that_needs_http_refuses_noop_http(tracker: Trackers) -> None:
     assert _problems(
         "metrics.sinks=[files, tracker]",
         "metrics.tracker={project: p}",
@@ -207,7 +194,7 @@ def test_a_sink_that_needs_http_refuses_noop_http(tracker: type[TrackerSink]) ->
     ]
 
 
-def test_required_when_selected_fields(tracker: type[TrackerSink]) -> None:
+def test_required_when_selected_fields(tracker: Trackers) -> None:
     # Unselected: project may stay null and the secret may be unset.
     load_config(overrides=["metrics.tracker={project: null}"], environ={}, base_dir=Path("/"))
     assert _problems("metrics.sinks=[tracker]", env={"CT_TRACKER_KEY": SECRET}) == [
@@ -216,7 +203,7 @@ def test_required_when_selected_fields(tracker: type[TrackerSink]) -> None:
 
 
 def test_missing_secret_of_a_selected_sink_names_the_variable(
-    tracker: type[TrackerSink],
+    tracker: Trackers,
 ) -> None:
     with pytest.raises(MissingSecretError) as info:
         load_config(

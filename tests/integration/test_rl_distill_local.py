@@ -24,7 +24,7 @@ from crucible_train.core.training.job import JobContext
 from crucible_train.recipes.distill import DistillConfig, run_distill_job
 from crucible_train.recipes.rl import RlConfig, run_rl_job
 
-from fakes import RecordingMetricsSink
+from fakes import FakeMetricsSink
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -39,14 +39,14 @@ TINY: dict[str, Any] = {
 }
 
 
-def _context(tmp_path: Path, name: str, **extra: Any) -> tuple[JobContext, RecordingMetricsSink]:
+def _context(tmp_path: Path, name: str, **extra: Any) -> tuple[JobContext, FakeMetricsSink]:
     tokenizer = ByteLevelTokenizer(
         special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"],
         vocab_size=512,
     )
     run_dir = tmp_path / name
     training = LocalTorchTrainingClient(checkpoint_dir=str(run_dir / "checkpoints"), **TINY)
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
     ctx = JobContext(
         training=training,
         renderer=get_renderer("qwen3_instruct", tokenizer),

@@ -25,12 +25,12 @@ from crucible_train.recipes.arithmetic.task import ArithmeticTask
 from crucible_train.recipes.rl import RlConfig, run_rl_job
 from crucible_train.recipes.sft import SftConfig
 
-from fakes import RecordingMetricsSink
+from fakes import FakeMetricsSink
 
 pytestmark = pytest.mark.tinker_server
 
 
-def _column(sink: RecordingMetricsSink, key: str) -> list[tuple[int | None, float]]:
+def _column(sink: FakeMetricsSink, key: str) -> list[tuple[int | None, float]]:
     return [(step, float(row[key])) for step, row in sink.rows if key in row]
 
 
@@ -57,7 +57,7 @@ def test_sft_five_steps_lower_the_train_nll(
         renderer,
         train_on_what=config.train_on_what,
     )
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
     result = run_sft(  # pipelined: step N+1 is submitted before step N's result is read
         config,
         training=training_clients(),
@@ -87,7 +87,7 @@ def test_sft_five_steps_lower_the_train_nll(
 def test_one_rl_iteration_with_importance_sampling(
     training_clients: Any, renderer: Any, tmp_path: Path
 ) -> None:
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
     ctx = JobContext(
         training=training_clients(),
         renderer=renderer,
@@ -158,7 +158,7 @@ def test_dpo_custom_loss_goes_down_on_one_pair_set(
         save_every=0,
         reference_batch_size=8,
     )
-    sink = RecordingMetricsSink()
+    sink = FakeMetricsSink()
     result = run_dpo(
         config,
         training=training_clients(),

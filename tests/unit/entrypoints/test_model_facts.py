@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import attrs
-
 from crucible_train.adapters.noop.model_info import NoopModelInfo
 from crucible_train.entrypoints.model_facts import ModelFacts, ask_model_info
 from crucible_train.errors import AdapterUnavailableError, ModelInfoError
 from crucible_train.ports.model_info import ModelConfig, ModelInfo
 
-
-@attrs.define
-class StubModelInfo(ModelInfo):
-    """Answers with fixed facts, or raises ``error`` from get_config."""
-
-    config: ModelConfig = attrs.field(factory=ModelConfig)
-    parameters: int | None = None
-    error: Exception | None = None
-
-    def get_config(self) -> ModelConfig:
-        if self.error is not None:
-            raise self.error
-        return self.config
-
-    def count_parameters(self) -> int | None:
-        return self.parameters
-
-    def get_special_tokens(self) -> Mapping[str, int] | None:
-        return None
+from fakes import FakeModelInfo
 
 
 def test_known_facts_become_a_description_and_a_count() -> None:
-    port = StubModelInfo(
+    port = FakeModelInfo(
         config=ModelConfig(architecture="llama", num_layers=2, vocab_size=1000),
         parameters=1234567,
     )
@@ -52,7 +30,7 @@ def test_a_backend_that_knows_nothing_adds_no_summary_rows() -> None:
 
 def test_a_service_model_name_without_sizes() -> None:
     facts = ask_model_info(
-        lambda: StubModelInfo(config=ModelConfig(model_name="Qwen/Qwen3-8B", architecture="qwen3"))
+        lambda: FakeModelInfo(config=ModelConfig(model_name="Qwen/Qwen3-8B", architecture="qwen3"))
     )
     assert facts.rows() == [("model", "Qwen/Qwen3-8B, qwen3")]
 
@@ -64,5 +42,5 @@ def test_typed_errors_while_building_or_asking_become_the_problem() -> None:
     facts = ask_model_info(unavailable)
     assert facts.problem == "AdapterUnavailableError: model_info: torch is not installed"
     assert facts.rows() == [("model", f"unknown ({facts.problem})")]
-    broken = ask_model_info(lambda: StubModelInfo(error=ModelInfoError("no config.json")))
+    broken = ask_model_info(lambda: FakeModelInfo(error=ModelInfoError("no config.json")))
     assert broken.line() == "unknown (ModelInfoError: no config.json)"

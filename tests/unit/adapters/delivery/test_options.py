@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from delivery_fakes import MemoryTransport
 
 from crucible_train.adapters.delivery.options import (
     count_problem,
@@ -12,6 +11,8 @@ from crucible_train.adapters.delivery.options import (
 )
 from crucible_train.adapters.delivery.sender import ReliableSender
 from crucible_train.errors import ConfigurationError
+
+from delivery_fakes import MemoryTransport
 
 
 def test_options_are_validated(tmp_path):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from delivery_fakes import FakeClock
 
 from crucible_train.adapters.delivery.rate_limit import TokenBucket
+
+from delivery_fakes import FakeClock
 
 
 def test_token_bucket_allows_a_burst_then_the_rate():

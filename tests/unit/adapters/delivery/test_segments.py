@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from delivery_fakes import MemoryTransport, http_error, submit_rows
-
 from crucible_train.adapters.delivery import segments
 from crucible_train.errors import HttpConnectionError
+
+from delivery_fakes import MemoryTransport, http_error, submit_rows
 
 
 def test_a_torn_last_line_is_cut_and_numbering_continues(make_sender, tmp_path):

@@ -12,8 +12,6 @@ import random
 import threading
 import time
 
-from delivery_fakes import MemoryTransport, http_error, submit_rows
-
 from crucible_train.adapters.delivery.constants import REJECTED_FILE
 from crucible_train.adapters.delivery.spool import spool_status
 from crucible_train.errors import (
@@ -22,6 +20,8 @@ from crucible_train.errors import (
     PermanentHttpError,
     RetryableHttpError,
 )
+
+from delivery_fakes import MemoryTransport, http_error, submit_rows
 
 
 def test_a_lost_acknowledgement_resends_the_same_rows(make_sender):

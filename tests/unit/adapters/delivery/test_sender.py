@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-from delivery_fakes import MemoryTransport, http_error, submit_rows
 
 from crucible_train.adapters.delivery.constants import STATE_FILE
 from crucible_train.adapters.delivery.spool import spool_status
@@ -18,6 +17,8 @@ from crucible_train.errors import (
     HttpConnectionError,
     MetricsSinkError,
 )
+
+from delivery_fakes import MemoryTransport, http_error, submit_rows
 
 
 def test_rows_are_delivered_in_order_exactly_once_in_bounded_batches(make_sender):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from delivery_fakes import MemoryTransport
 
 from crucible_train.adapters.delivery.sender import ReliableSender
 from crucible_train.adapters.delivery.spool import (
@@ -18,6 +17,8 @@ from crucible_train.adapters.delivery.spool import (
     write_state,
 )
 from crucible_train.errors import ConfigurationError
+
+from delivery_fakes import MemoryTransport
 
 
 def test_sink_info_and_discovery(tmp_path):

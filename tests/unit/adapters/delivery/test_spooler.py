@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import numpy as np
+
 from delivery_fakes import MemoryTransport, submit_rows
 
 

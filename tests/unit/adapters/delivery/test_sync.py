@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_fakes import MemoryTransport, http_error, submit_rows
 
 from crucible_train.adapters.delivery.constants import (
     STATE_FILE,
@@ -26,6 +25,8 @@ from crucible_train.adapters.delivery.sync import (
     sync_spool,
 )
 from crucible_train.errors import HttpConnectionError, MissingSecretError
+
+from delivery_fakes import MemoryTransport, http_error, submit_rows
 
 
 def test_sync_spool_delivers_and_finishes_with_the_recorded_exit_code(make_sender, tmp_path):

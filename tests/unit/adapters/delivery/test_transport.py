@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from delivery_fakes import http_error
 
 from crucible_train.adapters.delivery.transport import describe_error, stops_delivery
 from crucible_train.errors import PermanentHttpError, RetryableHttpError
+
+from delivery_fakes import http_error
 
 
 @pytest.mark.parametrize(

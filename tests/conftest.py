@@ -1,8 +1,0 @@
-"""Shared pytest setup: make the tests' fakes importable as ``fakes``."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
