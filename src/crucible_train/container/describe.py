@@ -55,20 +55,32 @@ def _clean(text: str) -> str:
 
 
 def field_descriptions(schema: type) -> dict[str, str]:
-    """Field name → its one-line description, from the ``Args:`` section of the docstring.
+    """Field name → its one-line description, from the ``Args:`` sections of the docstrings.
 
-    The docstring is the one place a settings field is described; ``config show``, the
-    configuration reference in ``docs/`` and the comments of ``containers.yaml`` all
-    come from (or are checked against) it. An entry may describe several fields at once
-    (``beta1, beta2: AdamW betas.``). Markup is removed and a final period dropped.
+    The docstring of the class that declares a field is the one place it is described;
+    ``config show``, the configuration reference in ``docs/`` and the comments of
+    ``containers.yaml`` all come from (or are checked against) it. A subclass documents the
+    fields it adds and those whose meaning it changes (a recipe config over its core loop
+    config); the rest are read from its bases. An entry may describe several fields at
+    once (``beta1, beta2: AdamW betas.``). Markup is removed and a final period dropped.
 
     Args:
-        schema: a settings class (any class with a Google-style docstring).
+        schema: a settings class (any class with Google-style docstrings).
 
     Returns:
-        The descriptions found, in docstring order (a field without one is absent).
+        The descriptions found: the bases' first, in docstring order, each overridden by
+        a subclass that describes it again (a field without one is absent).
     """
-    lines = inspect.cleandoc(schema.__doc__ or "").splitlines()
+    found: dict[str, str] = {}
+    for klass in reversed(schema.__mro__):
+        if klass is not object:
+            found.update(_own_descriptions(klass))
+    return found
+
+
+def _own_descriptions(schema: type) -> dict[str, str]:
+    """The descriptions in ``schema``'s own docstring (not inherited)."""
+    lines = inspect.cleandoc(schema.__dict__.get("__doc__") or "").splitlines()
     try:
         start = lines.index("Args:") + 1
     except ValueError:

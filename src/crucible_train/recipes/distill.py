@@ -72,29 +72,21 @@ class DistillConfig(DistillLoopConfig):
     the first tenth -> 0.77 in the last. 150 iterations (the earlier default) stayed
     below 0.01.
 
+    The loop's own fields are described on
+    :class:`~crucible_train.core.training.distill.DistillLoopConfig`; the entries below are
+    the task's fields and those whose meaning the recipe narrows.
+
     Args:
-        learning_rate: constant AdamW learning rate of the student.
         groups_per_batch: prompts per iteration.
         group_size: student samples per prompt.
-        max_steps: iterations.
-        max_tokens: most tokens sampled per answer.
-        temperature: student sampling temperature.
-        kl_coef: weight of the reverse-KL advantage.
-        loss_fn: policy loss (``importance_sampling`` by default).
-        loss_fn_config: passed to the loss.
         eval_every: greedy held-out ``test/accuracy`` of the student every N iterations.
         eval_problems: held-out problems per evaluation.
-        save_every: resumable checkpoint every N iterations; 0 only at the end.
         seed: problem order and sampling seeds.
         max_operand: operand range of the arithmetic prompts.
         teacher_step: which SFT checkpoint (its step) the CLI uses as teacher; ``None``
             the final one.
         student: local-engine settings the CLI applies to the student (a fresh, smaller
             model by default); empty keeps the SFT checkpoint as the student's start.
-        beta1: AdamW beta1.
-        beta2: AdamW beta2.
-        eps: AdamW epsilon.
-        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
     """
 
     groups_per_batch: int = attrs.field(default=32, validator=check_whole(1))

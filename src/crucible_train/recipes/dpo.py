@@ -72,19 +72,11 @@ class DpoConfig(DpoLoopConfig):
     distinct pairs for one epoch reached only 0.795. Larger learning rates (3e-4, 1e-3
     at β 0.1) first pushed both log-probabilities down.
 
+    The loop's own fields are described on
+    :class:`~crucible_train.core.training.dpo.DpoLoopConfig`; the entries below are
+    the task's fields and those whose meaning the recipe narrows.
+
     Args:
-        learning_rate: peak AdamW learning rate.
-        lr_schedule: ``constant``, ``linear`` or ``cosine`` after the warmup.
-        warmup_steps: linear warmup from 0 over this many steps.
-        beta: DPO temperature β (scales the implicit reward ``β·(s - s_ref)``).
-        batch_size: preference pairs per step (two datums each).
-        num_epochs: passes over the pairs (``max_steps`` may end the run earlier).
-        max_steps: stop after this many steps; ``None`` runs every epoch.
-        seed: seeds the per-epoch shuffles.
-        eval_every: held-out preference evaluation every N steps (and at the end); 0 only
-            at the start and the end.
-        save_every: save a resumable checkpoint every N steps; 0 only at the end.
-        submit_ahead: steps submitted before the oldest result is awaited (1 pipelines).
         dataset: ``"arithmetic"`` (built-in pairs) or a JSONL path of preference rows.
         test_dataset: JSONL of held-out pairs; ``None`` uses the arithmetic test split for
             ``dataset="arithmetic"`` and no held-out evaluation otherwise.
@@ -93,13 +85,6 @@ class DpoConfig(DpoLoopConfig):
         max_operand: operands of the arithmetic pairs range over ``0 .. max_operand``.
         start_from_step: the step of the SFT checkpoint the CLI starts from; ``None`` is
             the final checkpoint.
-        reference_batch_size: datums per ``forward`` call when scoring the reference and
-            the held-out set.
-        beta1: AdamW beta1.
-        beta2: AdamW beta2.
-        eps: AdamW epsilon.
-        weight_decay: AdamW decoupled weight decay.
-        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
     """
 
     dataset: str = ARITHMETIC

@@ -62,23 +62,14 @@ class SftConfig(SftLoopConfig):
     The defaults are the reference recipe for the embedded default model on the built-in
     arithmetic task (AdamW 1e-3, batch 64, 600 steps with warmup and linear decay).
 
+    The loop's own fields are described on
+    :class:`~crucible_train.core.training.sft.SftLoopConfig`; the entries below are
+    the task's fields and those whose meaning the recipe narrows.
+
     Args:
-        learning_rate: peak AdamW learning rate.
-        lr_schedule: ``constant``, ``linear`` or ``cosine`` after the warmup.
-        warmup_steps: linear warmup from 0 over this many steps.
-        batch_size: datums per step.
-        num_epochs: passes over the data (``max_steps`` may end the run earlier).
-        max_steps: stop after this many steps; ``None`` runs every epoch.
         seed: seeds the per-epoch shuffles and the order of the arithmetic problems.
         eval_every: run the evaluators before steps ``0, N, 2N, ...`` and after the last
             step; 0 runs them only after the last step.
-        save_every: save a resumable checkpoint every N steps; 0 only at the end.
-        submit_ahead: steps submitted before the oldest result is awaited (1 pipelines).
-        beta1: AdamW beta1.
-        beta2: AdamW beta2.
-        eps: AdamW epsilon.
-        weight_decay: AdamW decoupled weight decay.
-        grad_clip_norm: clip the global gradient norm to this (0: no clipping).
         dataset: ``"arithmetic"`` (the built-in task) or a JSONL file of
             ``{"messages": [...]}`` lines, read through the DatasetStore port.
         test_dataset: a JSONL file of held-out conversations for ``test/nll``; for

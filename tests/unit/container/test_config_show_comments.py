@@ -95,3 +95,30 @@ def test_values_round_trip_on_one_line(value: object) -> None:
     assert len(text.splitlines()) == 2
     assert text.splitlines()[1].endswith(" # a description")
     assert yaml.safe_load(text) == data
+
+
+def test_a_subclass_inherits_its_bases_descriptions_and_may_narrow_them():
+    from crucible_train.container.describe import field_descriptions
+
+    class Loop:
+        """A loop.
+
+        Args:
+            seed: seeds the shuffles.
+            steps: how many steps.
+        """
+
+    class Recipe(Loop):
+        """A recipe.
+
+        Args:
+            seed: seeds the shuffles and the problems.
+            size: problems per split.
+        """
+
+    assert field_descriptions(Recipe) == {
+        "seed": "seeds the shuffles and the problems",
+        "steps": "how many steps",
+        "size": "problems per split",
+    }
+    assert field_descriptions(Loop) == {"seed": "seeds the shuffles", "steps": "how many steps"}
