@@ -252,9 +252,11 @@ _MOVED = {
     "SentenceTransformersEmbeddingSettings": "adapters.sentence_transformers.settings",
     "TiktokenTokenizerSettings": "adapters.tiktoken_format.settings",
     "TinkerSettings": "adapters.tinker.settings",
+    "TrainSettings": "recipes.settings",
     "WandbMetricsSinkSettings": "adapters.wandb.settings",
 }
-"""Settings classes that lived here until 0.2.0 → the module beside their adapter."""
+"""Settings classes that lived here until 0.2.0 → the module beside their adapter (or
+recipe)."""
 
 
 def __getattr__(name: str) -> Any:

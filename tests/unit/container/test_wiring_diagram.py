@@ -112,6 +112,10 @@ def test_old_settings_imports_still_work_with_a_deprecation_warning() -> None:
     with pytest.warns(DeprecationWarning, match=r"adapters\.tinker\.settings"):
         moved = config.TinkerSettings  # type: ignore[attr-defined]
     assert moved is TinkerSettings
+    from crucible_train.recipes.settings import TrainSettings
+
+    with pytest.warns(DeprecationWarning, match=r"recipes\.settings"):
+        assert config.TrainSettings is TrainSettings  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         config.NoSuchSettings  # type: ignore[attr-defined]  # noqa: B018
     with warnings.catch_warnings():
