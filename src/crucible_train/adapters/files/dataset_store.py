@@ -1,8 +1,12 @@
-"""JSONL dataset store (adapter layer, local filesystem and the stdlib ``json`` module).
+"""Dataset file store (adapter layer, local filesystem, stdlib ``json``/``csv``, lazy pyarrow).
 
-Records are streamed one line at a time from an open file, so memory stays flat however
-large the dataset is. Every problem names the file and the 1-based line it was found on,
-in the ``path:LINE: what is wrong`` form editors and terminals can jump to.
+The file's suffix picks the format: JSONL (any suffix but those below), ``.json`` (one
+JSON array of objects; a ``.json`` file that does not start with ``[`` is read as JSONL,
+as before), ``.csv`` (header line, stdlib :mod:`csv`) and ``.parquet`` (pyarrow, imported
+only when a Parquet file is read). JSONL and CSV are streamed a line at a time and Parquet
+a record batch at a time, so memory stays flat however large the dataset is. Every problem
+names the file and the 1-based line (``path:LINE: what is wrong``, the form editors and
+terminals can jump to) or, for JSON arrays and Parquet, the row (``path row N: ...``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import Final
 
+from crucible_train.adapters.files._formats import iter_csv, iter_json_array, iter_parquet
 from crucible_train.errors import (
     ConfigurationError,
     DatasetFormatError,
@@ -24,6 +29,16 @@ __all__ = ["FilesDatasetStore"]
 
 _BOM: Final = b"\xef\xbb\xbf"
 _ARRAY_HINT: Final = "this looks like a JSON array; write one object per line (JSONL)"
+_PARQUET_SUFFIXES: Final = (".parquet", ".pq")
+
+
+def _starts_with_bracket(path: str) -> bool:
+    """Whether the file's first non-blank character (after a BOM) is ``[``: a JSON array."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(_BOM):
+        head = head[len(_BOM) :]
+    return head.lstrip()[:1] == b"["
 
 
 def _json_type_name(value: object) -> str:
@@ -35,12 +50,13 @@ def _json_type_name(value: object) -> str:
 
 
 class FilesDatasetStore(DatasetStore):
-    """Streams JSON Lines files: one JSON object per line, blank lines skipped.
+    """Streams dataset files: JSONL, JSON arrays, CSV and Parquet (picked by suffix).
 
     Args:
         root: absolute directory that relative sources are resolved against; absolute
-            sources are used as given. Files with any suffix (``.jsonl``, ``.json``) are
-            read as JSONL.
+            sources are used as given. ``.csv`` files are CSV, ``.parquet``/``.pq`` files
+            Parquet, ``.json`` files starting with ``[`` JSON arrays, anything else JSONL
+            (one JSON object per line, blank lines skipped).
 
     Raises:
         ConfigurationError: ``root`` is empty or not absolute.
@@ -71,29 +87,43 @@ class FilesDatasetStore(DatasetStore):
         return os.path.normpath(os.path.join(self._root, os.fspath(source)))
 
     def iter_records(self, source: str) -> Iterator[DatasetRecord]:
-        """Yield every record of the JSONL file ``source``, lazily and in file order.
+        """Yield every record of the dataset file ``source``, in file order.
 
         Args:
             source: a path, absolute or relative to ``root``.
 
         Returns:
             An iterator of :class:`~crucible_train.ports.dataset_store.DatasetRecord` whose
-            ``source`` is the resolved path and ``line`` the 1-based line number.
+            ``source`` is the resolved path and ``line`` the 1-based line number (JSONL,
+            CSV) or row number (JSON arrays, Parquet: ``unit="row"``).
 
         Raises:
             DatasetNotFoundError: at call time, when the file does not exist.
             DatasetStoreError: at call time, when the path is a directory.
-            DatasetFormatError: during iteration, at the first line that is not valid UTF-8,
-                not JSON, or JSON that is not an object; earlier records were yielded.
+            DatasetFormatError: during iteration, at the first line or row that is not valid
+                UTF-8, not JSON, JSON that is not an object, or a CSV row that does not fit
+                the header; earlier records were yielded.
+            DatasetStoreError: during iteration, a Parquet file without pyarrow installed
+                (the message says how to install it).
         """
         if not isinstance(source, str | os.PathLike) or not os.fspath(source):
             raise DatasetStoreError(f"dataset source {source!r} must be a non-empty path")
         path = self.resolve(source)
         # Checked here, not inside the generator, so the error surfaces at the call site.
         if os.path.isdir(path):
-            raise DatasetStoreError(f"dataset {path} is a directory; name a JSONL file")
+            raise DatasetStoreError(
+                f"dataset {path} is a directory; name a .jsonl, .json, .csv or .parquet file "
+                "(a Hugging Face save_to_disk directory needs the hf_datasets backend)"
+            )
         if not os.path.exists(path):
             raise DatasetNotFoundError(f"dataset {path} does not exist (source {source!r})")
+        lowered = path.lower()
+        if lowered.endswith(".csv"):
+            return iter_csv(path)
+        if lowered.endswith(_PARQUET_SUFFIXES):
+            return iter_parquet(path)
+        if lowered.endswith(".json") and _starts_with_bracket(path):
+            return iter_json_array(path)
         return self._stream(path)
 
     def _stream(self, path: str) -> Iterator[DatasetRecord]:

@@ -113,9 +113,9 @@ def test_non_object_json_says_what_it_got(tmp_path, store, line, kind):
     "content",
     ['[\n  {"a": 1},\n  {"a": 2}\n]\n', '[{"a": 1}, {"a": 2}]\n', '\n\n  [{"a": 1}]'],
 )
-def test_json_array_file_gets_a_jsonl_hint(tmp_path, store, content):
-    write(tmp_path / "data.json", content)
-    message = first_error(store, "data.json")
+def test_json_array_in_a_jsonl_file_gets_a_jsonl_hint(tmp_path, store, content):
+    write(tmp_path / "data.jsonl", content)
+    message = first_error(store, "data.jsonl")
     assert message.endswith("this looks like a JSON array; write one object per line (JSONL)")
 
 
