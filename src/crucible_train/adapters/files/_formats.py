@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, Final
 
-from crucible_train.errors import DatasetFormatError, DatasetStoreError
+from crucible_train.errors import AdapterUnavailableError, DatasetFormatError, DatasetStoreError
 from crucible_train.ports.dataset_store import DatasetRecord
 
 __all__ = ["PARQUET_INSTALL_HINT", "iter_csv", "iter_json_array", "iter_parquet"]
@@ -117,17 +117,21 @@ def iter_parquet(path: str) -> Iterator[DatasetRecord]:
     """The rows of a Parquet file, streamed one record batch at a time; ``line`` is the row.
 
     Raises:
-        DatasetStoreError: pyarrow is not installed (with the install hint).
-        DatasetFormatError: the file is not Parquet.
+        AdapterUnavailableError: at call time, pyarrow is not installed (with the hint).
+        DatasetFormatError: at call time, the file is not Parquet.
     """
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise DatasetStoreError(f"dataset {path}: {PARQUET_INSTALL_HINT}") from exc
+        raise AdapterUnavailableError(f"dataset {path}: {PARQUET_INSTALL_HINT}") from exc
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError)
         raise DatasetFormatError(f"{path}: not a readable Parquet file ({exc})") from exc
+    return _parquet_rows(parquet, path)
+
+
+def _parquet_rows(parquet: Any, path: str) -> Iterator[DatasetRecord]:
     row = 0
     with parquet:
         for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):

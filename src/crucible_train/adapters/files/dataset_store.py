@@ -2,11 +2,13 @@
 
 The file's suffix picks the format: JSONL (any suffix but those below), ``.json`` (one
 JSON array of objects; a ``.json`` file that does not start with ``[`` is read as JSONL,
-as before), ``.csv`` (header line, stdlib :mod:`csv`) and ``.parquet`` (pyarrow, imported
-only when a Parquet file is read). JSONL and CSV are streamed a line at a time and Parquet
-a record batch at a time, so memory stays flat however large the dataset is. Every problem
-names the file and the 1-based line (``path:LINE: what is wrong``, the form editors and
-terminals can jump to) or, for JSON arrays and Parquet, the row (``path row N: ...``).
+as before), ``.csv`` (header line, stdlib :mod:`csv`), ``.parquet`` (pyarrow, imported
+only when a Parquet file is read) and directories (Hugging Face ``datasets``, imported only
+when a directory is read; see ``_hf_datasets``). JSONL and CSV are streamed a line at a
+time and Parquet a record batch at a time, so memory stays flat however large the dataset
+is. Every problem names the file and the 1-based line (``path:LINE: what is wrong``, the
+form editors and terminals can jump to) or, for JSON arrays and Parquet, the row
+(``path row N: ...``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from crucible_train.adapters.files._formats import iter_csv, iter_json_array, iter_parquet
+from crucible_train.adapters.files._hf_datasets import iter_hf_directory, split_source
 from crucible_train.errors import (
     ConfigurationError,
     DatasetFormatError,
@@ -56,7 +59,9 @@ class FilesDatasetStore(DatasetStore):
         root: absolute directory that relative sources are resolved against; absolute
             sources are used as given. ``.csv`` files are CSV, ``.parquet``/``.pq`` files
             Parquet, ``.json`` files starting with ``[`` JSON arrays, anything else JSONL
-            (one JSON object per line, blank lines skipped).
+            (one JSON object per line, blank lines skipped). A directory is a Hugging Face
+            dataset (``save_to_disk`` output, or data files for ``load_dataset``; needs
+            the ``datasets`` package), ``DIR:SPLIT`` one of its splits.
 
     Raises:
         ConfigurationError: ``root`` is empty or not absolute.
@@ -99,7 +104,10 @@ class FilesDatasetStore(DatasetStore):
 
         Raises:
             DatasetNotFoundError: at call time, when the file does not exist.
-            DatasetStoreError: at call time, when the path is a directory.
+            AdapterUnavailableError: at call time, a directory without ``datasets``
+                installed (the message says how to install it).
+            DatasetStoreError: at call time, a directory whose split is missing or that
+                ``datasets`` cannot read.
             DatasetFormatError: during iteration, at the first line or row that is not valid
                 UTF-8, not JSON, JSON that is not an object, or a CSV row that does not fit
                 the header; earlier records were yielded.
@@ -108,13 +116,10 @@ class FilesDatasetStore(DatasetStore):
         """
         if not isinstance(source, str | os.PathLike) or not os.fspath(source):
             raise DatasetStoreError(f"dataset source {source!r} must be a non-empty path")
-        path = self.resolve(source)
+        path, split = split_source(self.resolve(source))
         # Checked here, not inside the generator, so the error surfaces at the call site.
         if os.path.isdir(path):
-            raise DatasetStoreError(
-                f"dataset {path} is a directory; name a .jsonl, .json, .csv or .parquet file "
-                "(a Hugging Face save_to_disk directory needs the hf_datasets backend)"
-            )
+            return iter_hf_directory(path, split)
         if not os.path.exists(path):
             raise DatasetNotFoundError(f"dataset {path} does not exist (source {source!r})")
         lowered = path.lower()

@@ -71,9 +71,9 @@ def test_file_deleted_before_iteration_is_not_found(tmp_path, store):
         next(records)
 
 
-def test_directory_source_is_refused(tmp_path, store):
+def test_directory_without_data_files_is_refused(tmp_path, store):
     (tmp_path / "adir").mkdir()
-    with pytest.raises(DatasetStoreError, match="directory"):
+    with pytest.raises(DatasetStoreError, match="directory without data files"):
         store.iter_records("adir")
 
 
