@@ -1,7 +1,8 @@
 """In CI every optional package is installed, so no test may skip for lack of one.
 
 Tests that need an extra (torch, transformers, peft, sentence-transformers, the offline
-MiniLM model, huggingface_hub, pyarrow, datasets) skip themselves on a developer machine without it; on CI
+MiniLM model, huggingface_hub, pyarrow, datasets) skip themselves on a developer machine
+without it; on CI
 (``CI`` set, as `.ci/run` runs) this test fails instead, so such a skip can never hide a
 failure there.
 """

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from crucible_train.core.datasets import is_message
 from crucible_train.core.training.data import SupervisedRenderer, datum_from_example
 from crucible_train.errors import InvalidDataError
 from crucible_train.ports.dataset_store import DatasetStore
@@ -44,14 +45,6 @@ class PreferencePair:
     rejected: tuple[Message, ...]
 
 
-def _message_ok(value: object) -> bool:
-    return (
-        isinstance(value, Mapping)
-        and isinstance(value.get("role"), str)
-        and isinstance(value.get("content"), str | list)
-    )
-
-
 def _completion(value: object, key: str, where: str) -> tuple[Message, ...]:
     if isinstance(value, str):
         return ({"role": "assistant", "content": value},)
@@ -65,7 +58,7 @@ def _completion(value: object, key: str, where: str) -> tuple[Message, ...]:
             f"messages, got {type(value).__name__}"
         )
     for index, message in enumerate(messages):
-        if not _message_ok(message):
+        if not is_message(message):
             raise InvalidDataError(
                 f'{where}: {key!r} message {index} must be {{"role": str, "content": ...}}'
             )
@@ -96,7 +89,7 @@ def _prompt(data: Mapping[str, Any], where: str) -> tuple[Message, ...]:
     if not isinstance(messages, list) or not messages:
         raise InvalidDataError(f'{where}: "messages" must be a non-empty list of messages')
     for index, message in enumerate(messages):
-        if not _message_ok(message):
+        if not is_message(message):
             raise InvalidDataError(
                 f'{where}: "messages" item {index} must be {{"role": str, "content": ...}}'
             )

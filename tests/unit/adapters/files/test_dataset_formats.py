@@ -82,7 +82,8 @@ def test_parquet_streams_every_row_group(tmp_path, store):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet", row_group_size=1000)
     records = _all(store, "d.parquet")
     assert [r.data for r in records] == rows
-    assert records[-1].line == 2500 and records[-1].unit == "row"
+    assert records[-1].line == 2500
+    assert records[-1].unit == "row"
 
 
 def test_not_a_parquet_file_is_a_format_error(tmp_path, store):
