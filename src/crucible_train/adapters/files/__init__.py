@@ -1,4 +1,5 @@
-"""Local filesystem adapters (adapter layer, ``os`` and ``json``): blobs, JSONL datasets,
+"""Local filesystem adapters (adapter layer, ``os``, ``json``, ``csv``; lazily pyarrow and
+``datasets``): blobs, dataset files,
 the run-directory metrics sink and run store, and the eval results store."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ class FilesBlobStoreSettings:
 
 @attrs.frozen(kw_only=True)
 class FilesDatasetStoreSettings:
-    """``dataset_store.files``: JSONL datasets read from a local directory.
+    """``dataset_store.files``: dataset files (JSONL, JSON, CSV, Parquet, HF dirs) on local disk.
 
     Args:
         root: directory that relative dataset sources are read from.
