@@ -11,6 +11,7 @@ from crucible_train.core.datasets import (
     PromptCompletionRow,
     PromptRow,
     detect_kind,
+    iter_rows,
     load_rows,
 )
 from crucible_train.errors import InvalidDataError
@@ -132,3 +133,11 @@ def test_empty_dataset_is_an_error():
 def test_unknown_kind_lists_the_valid_ones():
     with pytest.raises(InvalidDataError, match="valid kinds: conversation, prompt_completion"):
         rows([{"prompt": "a"}], kind="bogus")  # type: ignore[arg-type]
+
+
+def test_iter_rows_streams_rows_before_a_bad_one():
+    store = FakeDatasetStore({"d": [{"prompt": "a", "answer": "1"}, {"answer": "2"}]})
+    stream = iter_rows(store, "d", "prompt")
+    assert next(stream).prompt == ({"role": "user", "content": "a"},)  # type: ignore[union-attr]
+    with pytest.raises(InvalidDataError, match="d:2: a prompt row needs column"):
+        next(stream)
