@@ -62,7 +62,7 @@ class ScorerReward:
             such as ``regex``).
         strip: strip the completion's surrounding whitespace before scoring.
         require_format_ok: score ``0.0`` when the completion's format is not ok
-            (:attr:`RewardInput.format_ok`), as the arithmetic env does.
+            (:attr:`RewardInput.format_ok`), so a truncated right answer earns nothing.
         options: the scorer's own options (``pattern``, ``rel_tol``, ``embedding`` ...).
     """
 
@@ -87,8 +87,8 @@ class ScorerReward:
 class FormatReward:
     """``1.0`` when the completion's format is ok, else ``0.0``.
 
-    Weighted ``format_coef`` with ``offset = -1`` it is the arithmetic env's
-    ``format_coef * (format_ok - 1)``.
+    With ``offset = -1`` and weight ``c`` it is the penalty ``c * (format_ok - 1)``: 0
+    for a clean turn, ``-c`` otherwise.
 
     Args:
         name: the component's name.

@@ -60,7 +60,7 @@ class RewardInput:
 
     @property
     def format_ok(self) -> bool:
-        """Parsed cleanly and not cut off by the token limit (the arithmetic env's notion)."""
+        """Parsed cleanly and not cut off by the token limit."""
         return self.parse_ok and self.stop_reason != "length"
 
     @property
