@@ -56,6 +56,7 @@ __all__ = [
     "PermanentHttpError",
     "PortError",
     "RetryableHttpError",
+    "RewardError",
     "SamplingClientError",
     "TokenizerError",
     "TrainingClientError",
@@ -190,6 +191,11 @@ class EmbeddingClientError(PortError):
 
 class LLMClientError(PortError):
     """The LLM backend failed to produce a completion."""
+
+
+class RewardError(CrucibleError, RuntimeError):
+    """Too many rows of a batch failed one reward component (raised, returned NaN or a
+    non-number); the message names the component and its first failure."""
 
 
 class VectorStoreError(PortError):

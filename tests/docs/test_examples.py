@@ -1,4 +1,4 @@
-"""The ```python examples in docs/ports.md run as written, so they cannot rot.
+"""The ```python examples in docs/ports.md and docs/rewards.md run as written, so they cannot rot.
 
 Each block runs on its own (a fresh namespace, a fresh temporary working directory), the way
 a reader would paste it; an exception, a failed ``assert`` or a warning fails the test.
@@ -53,6 +53,18 @@ def test_the_page_has_an_example_per_library_only_port():
 def test_example_runs(example, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_example(example, PORTS_PAGE)
+
+
+REWARDS_PAGE = PORTS_PAGE.with_name("rewards.md")
+REWARD_EXAMPLES = python_examples(REWARDS_PAGE.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "example", REWARD_EXAMPLES, ids=[f"rewards-line-{e.line}" for e in REWARD_EXAMPLES]
+)
+def test_rewards_example_runs(example, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_example(example, REWARDS_PAGE)
 
 
 def test_examples_are_found_with_their_line_numbers():

@@ -44,6 +44,7 @@ __all__ = [
     "TrainingClientEvaluator",
     "Verdict",
     "compute_mean_nll",
+    "order_score",
     "parse_verdict",
     "wilson_interval",
 ]
@@ -425,7 +426,7 @@ def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[floa
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def _order_score(verdict: Verdict, a_shown_first: bool) -> float:
+def order_score(verdict: Verdict, a_shown_first: bool) -> float:
     """Score of the original response A for one judged order."""
     if verdict == "tie":
         return 0.5
@@ -522,7 +523,7 @@ class ComparisonEvaluator:
         for first, second in zip(verdicts[0::2], verdicts[1::2], strict=True):
             if first is None or second is None:
                 continue
-            s1, s2 = _order_score(first, True), _order_score(second, False)
+            s1, s2 = order_score(first, True), order_score(second, False)
             scores.append((s1 + s2) / 2)
             ties += first == "tie" and second == "tie"
             inconsistent += {s1, s2} == {0.0, 1.0}
