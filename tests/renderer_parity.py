@@ -122,7 +122,7 @@ def _tools_for(case: str) -> list[dict[str, Any]] | None:
     return [WEATHER_TOOL] if case in TOOL_CASES else None
 
 
-_WORDS = [
+WORDS = [
     "hello",
     "Paris",
     "naïve",
@@ -142,17 +142,19 @@ _WORDS = [
 ]
 
 
-def _text(rng: random.Random) -> str:
+def random_text(rng: random.Random, words: list[str] = WORDS) -> str:
+    """A seeded message text: empty, or words from ``words``, sometimes padded with spaces."""
     if rng.random() < 0.08:
         return ""
-    text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
+    text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 6)))
     if rng.random() < 0.2:
         text = rng.choice([" ", "\n", "  \n"]) + text + rng.choice([" ", "\n", "\t"])
     return text
 
 
-def _call(rng: random.Random, k: int) -> dict[str, Any]:
-    args = {"city": _text(rng), "days": rng.randint(0, 9)}
+def weather_call(rng: random.Random, k: int) -> dict[str, Any]:
+    """A seeded ``get_weather`` tool call with id ``call_k``."""
+    args: dict[str, Any] = {"city": random_text(rng), "days": rng.randint(0, 9)}
     if rng.random() < 0.5:
         args["unit"] = rng.choice(["celsius", "fahrenheit"])
     return {
@@ -168,28 +170,29 @@ def random_conversation(
     """A conversation ending in a user or tool message (ready for a generation prompt)."""
     messages: list[dict[str, Any]] = []
     if rng.random() < 0.5:
-        messages.append({"role": "system", "content": _text(rng) or "Be brief."})
+        messages.append({"role": "system", "content": random_text(rng) or "Be brief."})
     turns = rng.randint(1, 8)
     for turn in range(turns):
-        messages.append({"role": "user", "content": _text(rng)})
+        messages.append({"role": "user", "content": random_text(rng)})
         if tools and rng.random() < 0.4:
-            calls = [_call(rng, k) for k in range(rng.randint(1, max_calls))]
-            content = _text(rng) if max_calls > 1 else ""
+            calls = [weather_call(rng, k) for k in range(rng.randint(1, max_calls))]
+            content = random_text(rng) if max_calls > 1 else ""
             call_turn: dict[str, Any] = {"role": "assistant", "content": content}
             call_turn["tool_calls"] = calls
             if reasoning and rng.random() < 0.5:
                 # Reasoning after the last user query stays in the history (framed).
-                call_turn["reasoning_content"] = _text(rng) or "plan"
+                call_turn["reasoning_content"] = random_text(rng) or "plan"
             messages.append(call_turn)
             for call in calls:
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": _text(rng)})
+                reply = {"role": "tool", "tool_call_id": call["id"], "content": random_text(rng)}
+                messages.append(reply)
             if turn == turns - 1:
                 return messages
         if turn == turns - 1:
             return messages
-        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        answer: dict[str, Any] = {"role": "assistant", "content": random_text(rng)}
         if reasoning and rng.random() < 0.5:
-            answer["reasoning_content"] = _text(rng) or "think"
+            answer["reasoning_content"] = random_text(rng) or "think"
         messages.append(answer)
     return messages
 

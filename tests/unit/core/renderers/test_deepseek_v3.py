@@ -27,6 +27,7 @@ from crucible_train.core.renderers import Renderer, TrainOnWhat, get_renderer, r
 from crucible_train.errors import InvalidDataError
 
 from renderer_cases import CASES, TOOLS
+from renderer_parity import random_text, weather_call
 from vocab_paths import deepseek_v3_dir
 
 pytest.importorskip("tokenizers")
@@ -160,45 +161,6 @@ def test_thinking_target_differs_from_template_only_in_the_final_turn() -> None:
 
 # --- seeded random conversations vs transformers' apply_chat_template ---------------------
 
-_WORDS = [
-    "hello",
-    "Paris",
-    "naïve",
-    "中文测试",
-    "🙂🚀",
-    "x=1; y=2",
-    "  spaced  ",
-    "\n",
-    "tab\there",
-    "Ünïcödé",
-    "42",
-    "'quotes' \"double\"",
-    "{json: true}",
-    "end.",
-    "\u00a0nbsp",
-    "",
-]
-
-
-def _text(rng: random.Random) -> str:
-    if rng.random() < 0.08:
-        return ""
-    text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
-    if rng.random() < 0.2:
-        text = rng.choice([" ", "\n", "  \n"]) + text + rng.choice([" ", "\n", "\t"])
-    return text
-
-
-def _call(rng: random.Random, k: int) -> dict[str, Any]:
-    args: dict[str, Any] = {"city": _text(rng), "days": rng.randint(0, 9)}
-    if rng.random() < 0.5:
-        args["unit"] = rng.choice(["celsius", "fahrenheit"])
-    return {
-        "type": "function",
-        "id": f"call_{k}",
-        "function": {"name": "get_weather", "arguments": json.dumps(args, ensure_ascii=False)},
-    }
-
 
 def random_conversation(
     rng: random.Random, *, tools: bool, reasoning: bool = True
@@ -212,33 +174,34 @@ def random_conversation(
     """
     messages: list[dict[str, Any]] = []
     if rng.random() < 0.5:
-        messages.append({"role": "system", "content": _text(rng) or "Be brief."})
+        messages.append({"role": "system", "content": random_text(rng) or "Be brief."})
     turns = rng.randint(1, 8)
     for turn in range(turns):
         if rng.random() < 0.1:
-            messages.append({"role": "system", "content": _text(rng)})
-        messages.append({"role": "user", "content": _text(rng)})
+            messages.append({"role": "system", "content": random_text(rng)})
+        messages.append({"role": "user", "content": random_text(rng)})
         after_tool = False
         if tools and rng.random() < 0.4:
-            calls = [_call(rng, k) for k in range(rng.randint(1, 3))]
+            calls = [weather_call(rng, k) for k in range(rng.randint(1, 3))]
             call_turn: dict[str, Any] = {
                 "role": "assistant",
-                "content": _text(rng),
+                "content": random_text(rng),
                 "tool_calls": calls,
             }
             if reasoning and rng.random() < 0.5:
-                call_turn["reasoning_content"] = _text(rng) or "plan"
+                call_turn["reasoning_content"] = random_text(rng) or "plan"
             messages.append(call_turn)
             for call in calls:
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": _text(rng)})
+                reply = {"role": "tool", "tool_call_id": call["id"], "content": random_text(rng)}
+                messages.append(reply)
             after_tool = True
         if turn == turns - 1:
             return messages
-        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        answer: dict[str, Any] = {"role": "assistant", "content": random_text(rng)}
         if reasoning and rng.random() < 0.3:
-            answer["reasoning_content"] = _text(rng) or "think"
+            answer["reasoning_content"] = random_text(rng) or "think"
         elif reasoning and not after_tool and rng.random() < 0.2:
-            answer["content"] = f"<think>{_text(rng)}</think>{answer['content']}"
+            answer["content"] = f"<think>{random_text(rng)}</think>{answer['content']}"
         messages.append(answer)
     return messages
 
@@ -300,11 +263,11 @@ def _supervised_cases(rng: random.Random, name: str) -> list[list[dict[str, Any]
     convs += [[*m, {"role": "assistant", "content": "Fine."}] for m, gen in CASES.values() if gen]
     for _ in range(40):
         conv = random_conversation(rng, tools=rng.random() < 0.5, reasoning=name != NAME_0324)
-        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        answer: dict[str, Any] = {"role": "assistant", "content": random_text(rng)}
         if keeps_reasoning and conv[-1]["role"] == "user" and rng.random() < 0.5:
-            answer["reasoning_content"] = _text(rng) or "hmm"
+            answer["reasoning_content"] = random_text(rng) or "hmm"
         if rng.random() < 0.3:
-            answer["tool_calls"] = [_call(rng, 9)]
+            answer["tool_calls"] = [weather_call(rng, 9)]
         convs.append([*conv, answer])
     convs.append([{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}])
     return convs
@@ -514,9 +477,9 @@ def test_0324_reference_renderings_match_text_and_ids() -> None:
 
 
 def _final_answer(rng: random.Random, k: int) -> dict[str, Any]:
-    answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+    answer: dict[str, Any] = {"role": "assistant", "content": random_text(rng)}
     if rng.random() < 0.3:
-        answer["tool_calls"] = [_call(rng, k + j) for j in range(rng.randint(1, 2))]
+        answer["tool_calls"] = [weather_call(rng, k + j) for j in range(rng.randint(1, 2))]
     return answer
 
 

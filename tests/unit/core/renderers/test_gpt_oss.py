@@ -30,6 +30,7 @@ from crucible_train.errors import ConfigurationError, InvalidDataError
 from crucible_train.ports.tokenizer import Tokenizer
 
 from renderer_cases import CASES, SYSTEM, TOOL_CASES, TOOLS
+from renderer_parity import WORDS, random_text
 from vocab_paths import o200k_base_file
 
 REFERENCE = Path("/work/shared/reference/chat_templates")
@@ -197,34 +198,12 @@ def test_reference_renderings_match_text_and_ids(variant: str, name: str) -> Non
 
 # --- seeded random conversations vs the template -----------------------------------------
 
-_WORDS = [
-    "hello",
-    "Paris",
-    "naïve",
-    "中文测试",
-    "🙂🚀",
-    "x=1; y=2",
-    "  spaced  ",
-    "\n",
-    "tab\there",
-    "Ünïcödé",
-    "42",
-    "'quotes' \"double\"",
-    "{json: true}",
-    "end.",
-    "\u00a0nbsp",
-    "to=functions.x",
-    "",
-]
+# The shared words, plus text that looks like a harmony recipient.
+_WORDS = [*WORDS[:-1], "to=functions.x", WORDS[-1]]
 
 
 def _text(rng: random.Random) -> str:
-    if rng.random() < 0.08:
-        return ""
-    text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
-    if rng.random() < 0.2:
-        text = rng.choice([" ", "\n", "  \n"]) + text + rng.choice([" ", "\n", "\t"])
-    return text
+    return random_text(rng, _WORDS)
 
 
 def _call(rng: random.Random, k: int) -> dict[str, Any]:

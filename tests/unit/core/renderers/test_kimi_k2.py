@@ -30,7 +30,7 @@ from crucible_train.core.renderers.kimi_k2 import KimiK2Renderer
 from crucible_train.errors import ConfigurationError, InvalidDataError
 
 from renderer_cases import CASES
-from renderer_parity import REFERENCE, WEATHER_TOOL, _text, random_conversation
+from renderer_parity import REFERENCE, WEATHER_TOOL, random_conversation, random_text
 
 TEMPLATE = REFERENCE / "kimi_k2_thinking_llamacpp.jinja"
 HF_TOOLS_TEMPLATE = Path(__file__).parents[3] / "data" / "kimi_k2_thinking_hf_tool_ids.jinja"
@@ -174,9 +174,9 @@ def _kimi_tool_conversation(rng: random.Random, *, supervised: bool) -> list[dic
             if rng.random() < 0.5:
                 m["name"] = "get_weather"
     if supervised:
-        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        answer: dict[str, Any] = {"role": "assistant", "content": random_text(rng)}
         if rng.random() < 0.5:
-            answer["reasoning_content"] = _text(rng) or "so"
+            answer["reasoning_content"] = random_text(rng) or "so"
         if rng.random() < 0.3:
             call = {
                 "type": "function",

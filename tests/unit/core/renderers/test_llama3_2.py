@@ -26,9 +26,9 @@ from renderer_parity import (
     WEATHER_TOOL,
     _hf_messages,
     _port,
-    _text,
     hf_tokenizer,
     random_conversation,
+    random_text,
 )
 
 N_RANDOM = 60
@@ -73,7 +73,7 @@ def test_random_supervised_examples_match_the_template() -> None:
     for _ in range(N_RANDOM):
         use_tools = rng.random() < 0.4
         messages = random_conversation(rng, tools=use_tools, reasoning=False, max_calls=1)
-        messages.append({"role": "assistant", "content": _text(rng)})
+        messages.append({"role": "assistant", "content": random_text(rng)})
         tools = [WEATHER_TOOL] if use_tools else None
         text = hf.apply_chat_template(
             _hf_messages(messages),

@@ -44,10 +44,10 @@ from renderer_parity import (
     _port,
     _reference_results,
     _renderer,
-    _text,
     _tools_for,
     hf_tokenizer,
     random_conversation,
+    random_text,
     setup_renderer,
 )
 
@@ -168,9 +168,9 @@ def _supervised_cases(rng: random.Random, name: str) -> list[list[dict[str, Any]
         conv = random_conversation(
             rng, tools=tools_ok, reasoning=reasoning, max_calls=1 if name == "llama3" else 2
         )
-        answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+        answer: dict[str, Any] = {"role": "assistant", "content": random_text(rng)}
         if reasoning and rng.random() < 0.5:
-            answer["reasoning_content"] = _text(rng) or "hmm"
+            answer["reasoning_content"] = random_text(rng) or "hmm"
         convs.append([*conv, answer])
     if not tools_ok:
         convs = [c for c in convs if not any(m["role"] == "tool" for m in c)]

@@ -29,9 +29,9 @@ from renderer_parity import (
     WEATHER_TOOL,
     _hf_messages,
     _renderer,
-    _text,
     hf_tokenizer,
     random_conversation,
+    random_text,
 )
 
 TEMPLATE = "qwen3_thinking_2507.jinja"
@@ -66,9 +66,9 @@ def test_reference_renderings_match_text_and_ids() -> None:
 
 def _supervised_conversation(rng: random.Random, use_tools: bool) -> list[dict[str, Any]]:
     messages = random_conversation(rng, tools=use_tools, reasoning=True, max_calls=3)
-    answer: dict[str, Any] = {"role": "assistant", "content": _text(rng)}
+    answer: dict[str, Any] = {"role": "assistant", "content": random_text(rng)}
     if rng.random() < 0.6:
-        answer["reasoning_content"] = _text(rng) or "hmm"
+        answer["reasoning_content"] = random_text(rng) or "hmm"
     return [*messages, answer]
 
 
