@@ -14,7 +14,9 @@ The decisions, in order:
   run refuses a directory that already holds checkpoint records.
 * **Distill student**: ``train.distill.student`` is applied to the selected training
   backend's settings.
-* **Start from SFT** (``rl``, ``dpo``, ``distill``): see :func:`choose_start`.
+* **Start from SFT** (``rl``, ``dpo``): see :func:`choose_start`; the **teacher** of
+  ``distill`` (a run directory, a local model directory or Tinker, checked against the
+  student): see :func:`~crucible_train.entrypoints.teachers.choose_teacher`.
 * **Sinks**: the ``console`` sink gives way to the progress bar when other sinks are
   listed (unless ``--console-metrics``); ``metrics.run_dir`` and
   ``training.local_torch.checkpoint_dir`` point into the run directory.
