@@ -14,7 +14,9 @@ The decisions, in order:
   run refuses a directory that already holds checkpoint records.
 * **Distill student**: ``train.distill.student`` is applied to the selected training
   backend's settings.
-* **Start from SFT** (``rl``, ``dpo``, ``distill``): see :func:`choose_start`.
+* **Start from SFT** (``rl``, ``dpo``): see :func:`choose_start`; the **teacher** of
+  ``distill`` (a run directory, a local model directory or Tinker, checked against the
+  student): see :func:`~crucible_train.entrypoints.teachers.choose_teacher`.
 * **Sinks**: the ``console`` sink gives way to the progress bar when other sinks are
   listed (unless ``--console-metrics``); ``metrics.run_dir`` and
   ``training.local_torch.checkpoint_dir`` point into the run directory.
@@ -43,20 +45,31 @@ from crucible_train.container import (
     run_store,
 )
 from crucible_train.core.config_dump import dump_config
-from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
-from crucible_train.core.training.distill import check_same_format
+from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.job import JobContext, LoopResult
 from crucible_train.entrypoints.model_facts import OFFLINE_MODEL_INFO
+from crucible_train.entrypoints.run_configs import (
+    DESCRIPTIVE_PORTS,
+    LOCAL_TORCH,
+    RUN_DIR_KEYS,
+    backend_of,
+    check_run_format,
+    config_differences,
+    format_mismatches,
+    start_path,
+)
 from crucible_train.entrypoints.run_dirs import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     STARTED_FROM_FILE,
     SftStart,
+    StartChoice,
     find_sft_start,
     latest_run,
     new_run_dir,
     read_json,
 )
+from crucible_train.entrypoints.teachers import choose_teacher
 from crucible_train.errors import ConfigurationError
 from crucible_train.recipes.distill import DEFAULT_STUDENT
 
@@ -73,16 +86,11 @@ __all__ = [
     "plan_run",
 ]
 
-LOCAL_TORCH = "local_torch"
 NOOP = "noop"
 SFT = "sft"
 DISTILL = "distill"
 CONSOLE_SINK = "console"
 MODEL_INFO = "model_info"
-# Keys that name the run directory itself: they differ between runs by design.
-RUN_DIR_KEYS = frozenset({"metrics.run_dir", "training.local_torch.checkpoint_dir"})
-DESCRIPTIVE_PORTS = frozenset({MODEL_INFO})
-"""Ports that describe the run without shaping it: ``--resume`` does not compare them."""
 
 Say = Callable[[str], None]
 
@@ -134,23 +142,6 @@ class RunPlan:
     role: str = "weights"
     needs_teacher: bool = False
     describe_model: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class StartChoice:
-    """Where the weights (or, for ``distill``, the teacher) of a run start.
-
-    Attributes:
-        started_from: the SFT checkpoint chosen, or ``None`` (a configured path, a new
-            model, or a resumed run that started without one).
-        role: ``weights`` (``rl``, ``dpo``) or ``teacher`` (``distill``).
-        updates: dotted configuration keys the plan sets, e.g.
-            ``{"training.local_torch.model_path": "/runs/sft-.../final"}``.
-    """
-
-    started_from: SftStart | None = None
-    role: str = "weights"
-    updates: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 def plan_run(options: TrainOptions, *, say: Say) -> RunPlan:
@@ -255,19 +246,12 @@ def _choose_run_dir(options: TrainOptions, runs_root: Path) -> Path:
     return run_dir
 
 
-def _backend_of(data: Mapping[str, Any], port: str) -> str:
-    """The backend selected for ``port`` in the configuration tree ``data``."""
-    section = data.get(port)
-    backend = section.get("backend") if isinstance(section, Mapping) else None
-    return backend if isinstance(backend, str) else LOCAL_TORCH
-
-
 def _student_updates(data: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """``train.distill.student`` applied to the selected training backend's settings."""
     student = settings.get("student") or {}
     if not isinstance(student, Mapping) or not student:
         return {}
-    backend = _backend_of(data, "training")
+    backend = backend_of(data, "training")
     if backend == NOOP:  # nothing to apply the settings to; keep them visible
         backend = LOCAL_TORCH
     if backend != LOCAL_TORCH and dict(student) == dict(DEFAULT_STUDENT):
@@ -280,18 +264,6 @@ def _student_updates(data: Mapping[str, Any], settings: Mapping[str, Any]) -> di
     return {f"training.{backend}.{key}": value for key, value in student.items()}
 
 
-def _start_path(record: CheckpointRecord, data: Mapping[str, Any], port: str) -> str | None:
-    """Which saved path of an SFT checkpoint ``port``'s backend starts from.
-
-    The local engine loads weights from the sampler directory (a Hugging Face model
-    directory) for training and sampling alike; a Tinker training client starts from the
-    saved state (``tinker://.../weights/NAME``) and a Tinker sampler from sampler weights.
-    """
-    if port == "training" and _backend_of(data, port) != LOCAL_TORCH:
-        return record.state_path
-    return record.sampler_path
-
-
 def choose_start(
     options: TrainOptions,
     data: Mapping[str, Any],
@@ -301,13 +273,12 @@ def choose_start(
     settings: Mapping[str, Any],
     say: Say,
 ) -> StartChoice:
-    """rl/dpo/distill: the SFT checkpoint to start from (for ``distill``: the teacher).
+    """rl/dpo: the SFT checkpoint to start from; distill: the teacher (:func:`choose_teacher`).
 
     The latest finished ``<runs_root>/sft-*`` run, at its ``final`` checkpoint or at the
-    recipe's ``start_from_step`` (``distill``: ``teacher_step``); ``rl``/``dpo`` load its
-    weights, ``distill`` samples from it as the teacher (and, with an empty ``student``,
-    trains the student from it too). An explicitly configured ``model_path`` wins;
-    ``--fresh`` skips the search; ``--resume`` reuses ``started_from.json``.
+    recipe's ``start_from_step``; ``rl``/``dpo`` load its weights. An explicitly configured
+    ``model_path`` wins; ``--fresh`` skips the search; ``--resume`` reuses
+    ``started_from.json``.
 
     Args:
         options: the command's options.
@@ -318,71 +289,63 @@ def choose_start(
         say: prints the choice.
 
     Raises:
-        ConfigurationError: ``distill`` without a teacher, an SFT run in another chat
-            format, or a teacher whose vocabulary differs from the student's.
+        ConfigurationError: an SFT run in another chat format; for ``distill``, see
+            :func:`~crucible_train.entrypoints.teachers.choose_teacher`.
     """
-    distill = options.recipe == DISTILL
-    port = "sampling" if distill else "training"
-    role = "teacher" if distill else "weights"
-    key = f"{port}.{_backend_of(data, port)}.model_path"
+    if options.recipe == DISTILL:
+        return choose_teacher(
+            data,
+            resume=options.resume,
+            fresh=options.fresh,
+            run_dir=run_dir,
+            runs_root=runs_root,
+            settings=settings,
+            say=say,
+        )
+    port, role = "training", "weights"
+    key = f"{port}.{backend_of(data, port)}.model_path"
     start: SftStart | None = None
     if options.resume:
         saved = run_dir / STARTED_FROM_FILE
         if saved.exists():
             start = SftStart.from_dict(read_json(saved))
     else:
-        configured = data.get(port, {}).get(_backend_of(data, port), {}).get("model_path")
+        configured = data.get(port, {}).get(backend_of(data, port), {}).get("model_path")
         if configured is not None:
             say(f"{options.recipe}: {role} from the configured {key} = {configured}")
             return StartChoice(role=role)
         if options.fresh:
-            if distill:
-                raise ConfigurationError(
-                    f"distill needs a teacher: drop --fresh to use the latest SFT run, or set {key}"
-                )
             say(f"{options.recipe}: --fresh: starting from a new random model")
             return StartChoice(role=role)
-        step = settings.get("teacher_step" if distill else "start_from_step")
+        step = settings.get("start_from_step")
         start = find_sft_start(runs_root, step if isinstance(step, int) else None)
         if start is None:
-            if distill:
-                raise ConfigurationError(
-                    f"distill needs a teacher: no finished SFT run under {runs_root}; run "
-                    f"`crucible-train train sft` first, or set {key}"
-                )
             say(
                 f"{options.recipe}: no finished SFT run under {runs_root}; "
                 "starting from a new model"
             )
             return StartChoice(role=role)
-        sft_config = read_json(start.run_dir / CONFIG_FILE)
-        mismatches = format_mismatches(sft_config, data)
-        if mismatches:
-            who = "teacher and student" if distill else "the SFT run and this run"
-            raise ConfigurationError(
-                f"{who} must use the same chat format (renderer and tokenizer), but "
-                f"{start.run_dir} differs: " + "; ".join(mismatches)
-            )
-        if distill:
-            _check_teacher_student(sft_config, data, settings)
+        check_run_format(
+            start.run_dir,
+            read_json(start.run_dir / CONFIG_FILE),
+            data,
+            who="the SFT run and this run",
+        )
     if start is None:
         return StartChoice(role=role)
-    updates = {key: _start_path(start.record, data, port)}
-    if distill and not settings.get("student"):
-        # No student overrides: the student starts from the SFT checkpoint too.
-        student_key = f"training.{_backend_of(data, 'training')}.model_path"
-        updates[student_key] = _start_path(start.record, data, "training")
     say(
         f"{options.recipe}: {role} from SFT run {start.run_dir} checkpoint "
         f"{start.record.name!r} (step {start.record.step})"
     )
-    return StartChoice(started_from=start, role=role, updates=updates)
+    return StartChoice(
+        started_from=start, role=role, updates={key: start_path(start.record, data, port)}
+    )
 
 
 def _describes_trained_model(data: Mapping[str, Any]) -> bool:
     """``model_info`` selects the training backend, and one that answers offline."""
-    backend = _backend_of(data, MODEL_INFO)
-    return backend == _backend_of(data, "training") and backend in OFFLINE_MODEL_INFO
+    backend = backend_of(data, MODEL_INFO)
+    return backend == backend_of(data, "training") and backend in OFFLINE_MODEL_INFO
 
 
 def _model_info_updates(data: Mapping[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
@@ -391,7 +354,7 @@ def _model_info_updates(data: Mapping[str, Any], updates: Mapping[str, Any]) -> 
     The trained model's settings are ``training.<backend>`` with the plan's own
     ``updates`` applied (student shape, SFT checkpoint); run-directory keys are left out.
     """
-    backend = _backend_of(data, "training")
+    backend = backend_of(data, "training")
     prefix = f"training.{backend}."
     trained = dict(data.get("training", {}).get(backend, {}))
     trained.update({k[len(prefix) :]: v for k, v in updates.items() if k.startswith(prefix)})
@@ -403,101 +366,3 @@ def _model_info_updates(data: Mapping[str, Any], updates: Mapping[str, Any]) -> 
         and prefix + name not in RUN_DIR_KEYS
         and json.dumps(described[name]) != json.dumps(trained[name])
     }
-
-
-# --- configuration comparisons ---------------------------------------------------------
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, Mapping) and tree:
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: tree}
-
-
-def _normalised(config: Mapping[str, Any]) -> Any:
-    """The JSON round trip ``config.json`` went through (tuples → lists, ...)."""
-    return json.loads(json.dumps(dump_config(config), sort_keys=True))
-
-
-def config_differences(
-    saved: Mapping[str, Any], current: Mapping[str, Any], *, recipe: str
-) -> list[str]:
-    """Dotted keys whose values differ between a run's ``config.json`` and ``current``.
-
-    Keys naming the run directory (:data:`RUN_DIR_KEYS`), the blocks of
-    :data:`DESCRIPTIVE_PORTS` and the ``train`` blocks of other recipes are ignored. Each
-    entry reads ``key: saved -> current``.
-    """
-    others = {f"{TRAIN_KEY}.{name}" for name in TRAIN_RECIPES if name != recipe}
-    ignored = others | DESCRIPTIVE_PORTS
-
-    def relevant(key: str) -> bool:
-        return key not in RUN_DIR_KEYS and not any(
-            key == other or key.startswith(other + ".") for other in ignored
-        )
-
-    old = {k: v for k, v in _flatten(_normalised(saved)).items() if relevant(k)}
-    new = {k: v for k, v in _flatten(_normalised(current)).items() if relevant(k)}
-    missing = object()
-    out = []
-    for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key, missing), new.get(key, missing)
-        if before != after:
-            shown_before = "(absent)" if before is missing else json.dumps(before)
-            shown_after = "(absent)" if after is missing else json.dumps(after)
-            out.append(f"{key}: {shown_before} -> {shown_after}")
-    return out
-
-
-def _format_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The renderer and the selected tokenizer with its settings."""
-    tokenizer = config.get("tokenizer")
-    train = config.get(TRAIN_KEY)
-    renderer = train.get("renderer") if isinstance(train, Mapping) else None
-    if not isinstance(tokenizer, Mapping):
-        return {"renderer": renderer, "tokenizer": None}
-    backend = tokenizer.get("backend")
-    return {
-        "renderer": renderer,
-        "tokenizer": {"backend": backend, str(backend): tokenizer.get(str(backend))},
-    }
-
-
-def format_mismatches(sft_config: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Where an SFT run's chat format (renderer, tokenizer) differs from ``current``'s."""
-    return config_differences(_format_of(sft_config), _format_of(current), recipe="")
-
-
-def _local_vocab(config: Mapping[str, Any]) -> int | None:
-    training = config.get("training")
-    local = training.get(LOCAL_TORCH) if isinstance(training, Mapping) else None
-    vocab = local.get("vocab_size") if isinstance(local, Mapping) else None
-    return vocab if isinstance(vocab, int) else None
-
-
-def _check_teacher_student(
-    sft_config: Mapping[str, Any], current: Mapping[str, Any], settings: Mapping[str, Any]
-) -> None:
-    """The distill recipe's own check: same renderer and vocabulary size."""
-    student = settings.get("student")
-    student_vocab = student.get("vocab_size") if isinstance(student, Mapping) else None
-    teacher_vocab = _local_vocab(sft_config)
-    if student_vocab is None:
-        student_vocab = _local_vocab(current)
-    teacher_train = sft_config.get(TRAIN_KEY)
-    current_train = current.get(TRAIN_KEY)
-    if (
-        isinstance(teacher_train, Mapping)
-        and isinstance(current_train, Mapping)
-        and isinstance(teacher_vocab, int)
-        and isinstance(student_vocab, int)
-    ):
-        check_same_format(
-            str(teacher_train.get("renderer")),
-            str(current_train.get("renderer")),
-            teacher_vocab,
-            student_vocab,
-        )

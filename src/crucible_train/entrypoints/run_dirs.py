@@ -25,10 +25,13 @@ __all__ = [
     "CONFIG_FILE",
     "STARTED_FROM_FILE",
     "SftStart",
+    "StartChoice",
     "find_sft_start",
     "latest_run",
     "new_run_dir",
+    "parse_run_spec",
     "read_json",
+    "run_checkpoint",
 ]
 
 CONFIG_FILE = "config.json"
@@ -94,6 +97,28 @@ class SftStart:
         )
 
 
+@attrs.frozen(kw_only=True)
+class StartChoice:
+    """Where the weights (or, for ``distill``, the teacher) of a run start.
+
+    Attributes:
+        started_from: the checkpoint chosen (an SFT run's; a distill teacher may be any
+            run's), or ``None`` (a configured path, a new model, or a resumed run that
+            started without one).
+        role: ``weights`` (``rl``, ``dpo``) or ``teacher`` (``distill``).
+        updates: dotted configuration keys the plan sets, e.g.
+            ``{"training.local_torch.model_path": "/runs/sft-.../final"}``.
+    """
+
+    started_from: SftStart | None = None
+    role: str = "weights"
+    updates: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def _listing(records: list[CheckpointRecord]) -> str:
+    return ", ".join(f"{r.name!r} (step {r.step})" for r in records) or "none"
+
+
 def find_sft_start(runs_root: Path, start_from_step: int | None = None) -> SftStart | None:
     """The latest finished SFT run's checkpoint to start from, or ``None`` (no finished run).
 
@@ -113,15 +138,73 @@ def find_sft_start(runs_root: Path, start_from_step: int | None = None) -> SftSt
         if start_from_step is None:
             return SftStart(run_dir=run, record=final[-1])
         usable = [r for r in records if r.sampler_path is not None]
-        for record in reversed(usable):
-            if record.step == start_from_step:
-                return SftStart(run_dir=run, record=record)
+        found = _at_step(usable, start_from_step)
+        if found is not None:
+            return SftStart(run_dir=run, record=found)
         steps = ", ".join(str(r.step) for r in usable)
         raise ConfigurationError(
             f"start_from_step: the latest finished SFT run {run} has no checkpoint with "
             f"weights at step {start_from_step}; it has steps {steps}"
         )
     return None
+
+
+def _at_step(usable: list[CheckpointRecord], step: int) -> CheckpointRecord | None:
+    """The latest record at ``step`` (a resumed run may have written it twice)."""
+    for record in reversed(usable):
+        if record.step == step:
+            return record
+    return None
+
+
+def parse_run_spec(spec: str) -> tuple[Path, int | None]:
+    """``RUN_DIR`` or ``RUN_DIR:STEP`` as the directory and the step (``None``: final).
+
+    Raises:
+        ConfigurationError: the directory part is empty.
+    """
+    path, sep, tail = spec.rpartition(":")
+    if not (sep and tail.isdigit()):
+        path, tail = spec, ""
+    if not path.strip():
+        raise ConfigurationError(f"{spec!r}: expected RUN_DIR or RUN_DIR:STEP")
+    return Path(path), int(tail) if tail else None
+
+
+def run_checkpoint(run_dir: Path, step: int | None, *, what: str) -> SftStart:
+    """The checkpoint with weights of any run directory: ``final``, or the one at ``step``.
+
+    Args:
+        run_dir: a directory ``crucible-train train`` wrote (any recipe).
+        step: the checkpoint's step; ``None`` takes the ``final`` checkpoint.
+        what: names the setting in messages (``train.distill.teacher``).
+
+    Raises:
+        ConfigurationError: ``run_dir`` is not a run directory, has no finished
+            checkpoint, or none with weights at ``step`` (the message lists those it has).
+    """
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigurationError(
+            f"{what}: {run_dir} is not a run directory ({CONFIG_FILE} missing); name a "
+            "directory that `crucible-train train` wrote"
+        )
+    usable = [r for r in CheckpointLog(run_store(run_dir)).records() if r.sampler_path]
+    if step is None:
+        final = [r for r in usable if r.final]
+        if final:
+            return SftStart(run_dir=run_dir, record=final[-1])
+        raise ConfigurationError(
+            f"{what}: {run_dir} has no finished checkpoint ('final'); its checkpoints with "
+            f"weights: {_listing(usable)}; name one as {run_dir}:STEP, or finish the run "
+            "with --resume"
+        )
+    found = _at_step(usable, step)
+    if found is None:
+        raise ConfigurationError(
+            f"{what}: {run_dir} has no checkpoint with weights at step {step}; its "
+            f"checkpoints with weights: {_listing(usable)}"
+        )
+    return SftStart(run_dir=run_dir, record=found)
 
 
 def read_json(path: Path) -> Any:

@@ -1,4 +1,5 @@
-"""Run directories of ``train``: naming, the latest run, the SFT run to start from."""
+"""Run directories of ``train``: naming, the latest run, the SFT run to start from, any
+run's checkpoint by ``RUN_DIR[:STEP]``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from crucible_train.core.training.checkpoints import CheckpointRecord
-from crucible_train.entrypoints.run_dirs import find_sft_start, latest_run, new_run_dir
+from crucible_train.entrypoints.run_dirs import (
+    find_sft_start,
+    latest_run,
+    new_run_dir,
+    parse_run_spec,
+    run_checkpoint,
+)
 from crucible_train.errors import ConfigurationError
 
 
@@ -49,3 +56,38 @@ def test_latest_finished_sft_run_is_the_start(tmp_path: Path, sft_run, checkpoin
     assert at_two.record.sampler_path == "w/000002"
     with pytest.raises(ConfigurationError, match="no checkpoint with weights at step 3; it has"):
         find_sft_start(tmp_path, start_from_step=3)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("runs/sft-1", (Path("runs/sft-1"), None)),
+        ("runs/sft-1:40", (Path("runs/sft-1"), 40)),
+        ("/a:b/run", (Path("/a:b/run"), None)),  # a colon not followed by a step
+        ("run:", (Path("run:"), None)),
+    ],
+)
+def test_a_run_spec_is_a_directory_and_an_optional_step(
+    spec: str, expected: tuple[Path, int | None]
+) -> None:
+    assert parse_run_spec(spec) == expected
+
+
+def test_a_run_spec_needs_a_directory() -> None:
+    with pytest.raises(ConfigurationError, match="expected RUN_DIR or RUN_DIR:STEP"):
+        parse_run_spec(":3")
+
+
+def test_a_runs_checkpoint_is_its_final_one_or_the_one_at_a_step(
+    tmp_path: Path, sft_run, checkpoint
+) -> None:
+    run = sft_run(tmp_path, "rl-1", [checkpoint(2), checkpoint(4, final=True)])
+    (run / "config.json").write_text("{}")
+    assert run_checkpoint(run, None, what="x").record.name == "final"
+    assert run_checkpoint(run, 2, what="x").record.name == "000002"
+    with pytest.raises(ConfigurationError) as info:
+        run_checkpoint(run, 3, what="--model")
+    assert str(info.value) == (
+        f"--model: {run} has no checkpoint with weights at step 3; its checkpoints with "
+        "weights: '000002' (step 2), 'final' (step 4)"
+    )

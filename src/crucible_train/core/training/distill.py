@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
 
+from crucible_train.core.datasets import Message
 from crucible_train.core.evaluation.evaluators import EvaluatorRunner
+from crucible_train.core.renderers.base import Renderer
 from crucible_train.core.training.envs import RLDataset
 from crucible_train.core.training.job import LoopResult
 from crucible_train.core.training.progress import Progress
@@ -46,9 +48,11 @@ from crucible_train.ports.metrics import MetricsSink
 from crucible_train.ports.run_store import RunStore
 from crucible_train.ports.sampling import SamplingClient
 from crucible_train.ports.training import TrainingClient
+from crucible_train.types import ModelInput, SamplingParams
 
 __all__ = [
     "DistillLoopConfig",
+    "TeacherKLEvaluator",
     "check_same_format",
     "distillation_advantages",
     "run_distill",
@@ -80,7 +84,10 @@ def check_same_format(
     if problems:
         raise ConfigurationError(
             "distillation needs a teacher and a student with the same chat format and "
-            "tokenizer (the teacher scores the student's token ids): " + "; ".join(problems)
+            "tokenizer (the teacher scores the student's token ids): "
+            + "; ".join(problems)
+            + "; choose a teacher trained with this run's renderer and tokenizer, or give "
+            "the student the teacher's (train.renderer, tokenizer, train.distill.student)"
         )
 
 
@@ -112,6 +119,83 @@ def distillation_advantages(
         for item, r in zip(items, rs, strict=True)
     ]
     return out, mean
+
+
+class TeacherKLEvaluator:
+    """``teacher_kl`` on held-out prompts: the student's samples scored by the teacher.
+
+    Each prompt gets one student sample (``temperature``, ``seed``, the renderer's stop
+    sequences, at most ``max_tokens`` tokens); the teacher scores the same tokens and the
+    result is ``sum(log q - log p_teacher) / tokens``, the training metric's estimate of
+    ``KL(student || teacher)`` on prompts the student never trained on. The runner logs it
+    as ``test/teacher_kl``.
+
+    Args:
+        prompts: the held-out prompts (message lists).
+        renderer: the chat format of teacher and student.
+        teacher: scores the student's samples.
+        max_tokens: most tokens sampled per answer.
+        temperature: the student's sampling temperature (as in training).
+        seed: sampling seed (the same samples for the same weights).
+        name: the metric key.
+
+    Raises:
+        ConfigurationError: no prompts.
+    """
+
+    client_kind: Literal["sampling"] = "sampling"
+
+    def __init__(
+        self,
+        *,
+        prompts: Sequence[Sequence[Message]],
+        renderer: Renderer,
+        teacher: SamplingClient,
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        name: str = "teacher_kl",
+    ) -> None:
+        if not prompts:
+            raise ConfigurationError("TeacherKLEvaluator needs at least one held-out prompt")
+        self._prompts = [renderer.build_generation_prompt(list(p)) for p in prompts]
+        self._teacher = teacher
+        self._params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=renderer.get_stop_sequences(),
+            seed=seed,
+        )
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The metric key."""
+        return self._name
+
+    def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
+        """Sample every prompt, score the samples with the teacher, return the mean KL.
+
+        Raises:
+            SamplingClientError: the student's or the teacher's sampler failed.
+        """
+        futures = [sampling_client.sample(p, 1, self._params) for p in self._prompts]
+        samples = [future.result().sequences[0] for future in futures]
+        scored = [
+            self._teacher.compute_logprobs(
+                ModelInput.from_ints([*prompt.to_ints(), *sample.tokens])
+            )
+            for prompt, sample in zip(self._prompts, samples, strict=True)
+        ]
+        total, count = 0.0, 0
+        for prompt, sample, future in zip(self._prompts, samples, scored, strict=True):
+            teacher = future.result()[prompt.length :]
+            if sample.logprobs is None:
+                continue  # the backend reported no log-probabilities: nothing to compare
+            pairs = zip(sample.logprobs, teacher, strict=True)
+            total += sum(q - (0.0 if p is None else p) for q, p in pairs)
+            count += len(sample.tokens)
+        return {self._name: total / count if count else 0.0}
 
 
 @attrs.frozen(kw_only=True)

@@ -1,4 +1,5 @@
-"""On-policy distillation: reverse-KL advantages, teacher_kl, format check, the loop (fakes)."""
+"""On-policy distillation: reverse-KL advantages, teacher_kl, format check, the loop, the
+held-out teacher KL (fakes)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from crucible_train.core.renderers import get_renderer
+from crucible_train.core.renderers.base import Renderer
 from crucible_train.core.training.distill import (
     DistillLoopConfig,
+    TeacherKLEvaluator,
     check_same_format,
     distillation_advantages,
     run_distill,
@@ -26,6 +30,7 @@ from crucible_train.errors import ConfigurationError
 from crucible_train.types import ModelInput, TokensWithLogprobs
 
 from fakes import FakeMetricsSink, FakeRunStore, FakeSamplingClient, FakeTrainingClient
+from fakes.tokenizer import FakeTokenizer
 
 
 class PromptDataset:
@@ -118,3 +123,47 @@ def test_distill_loop_trains_on_teacher_scored_samples() -> None:
     assert abs(float(advantages.sum())) < 1e-4
     assert advantages.max() > 0 > advantages.min()
     assert store.records[-1].final
+
+
+def _renderer() -> Renderer:
+    return get_renderer(
+        "qwen3_instruct",
+        FakeTokenizer(special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"], eos=None),
+    )
+
+
+def test_held_out_teacher_kl_scores_the_students_samples() -> None:
+    renderer = _renderer()
+    student = FakeSamplingClient(
+        [TokensWithLogprobs(tokens=[5, 6], logprobs=[-1.0, -2.0], stop_reason="stop")]
+    )
+    teacher = FakeSamplingClient(theta=_unigram({5: 3.0}))
+    prompts = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "bb"}]]
+    evaluator = TeacherKLEvaluator(
+        prompts=prompts, renderer=renderer, teacher=teacher, max_tokens=4, temperature=1.0, seed=7
+    )
+    assert evaluator.name == "teacher_kl"
+    result = evaluator(student)
+    log_p = teacher.theta - np.log(np.exp(teacher.theta).sum())
+    expected = ((-1.0 - log_p[5]) + (-2.0 - log_p[6])) / 2  # the same per prompt
+    assert result == {"teacher_kl": pytest.approx(expected)}
+    # One sample per prompt, seeded, at the training temperature, with the renderer's stops.
+    assert [(n, p.seed, p.temperature, p.max_tokens) for _, n, p in student.calls] == [
+        (1, 7, 1.0, 4),
+        (1, 7, 1.0, 4),
+    ]
+    assert [call[0] for call in student.calls] == [
+        renderer.build_generation_prompt(p) for p in prompts
+    ]
+
+
+def test_held_out_teacher_kl_needs_prompts() -> None:
+    with pytest.raises(ConfigurationError, match="at least one held-out prompt"):
+        TeacherKLEvaluator(
+            prompts=[],
+            renderer=_renderer(),
+            teacher=FakeSamplingClient(),
+            max_tokens=4,
+            temperature=1.0,
+            seed=0,
+        )
