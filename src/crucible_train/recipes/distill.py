@@ -228,7 +228,7 @@ def run_distill_job(ctx: JobContext, config: DistillConfig) -> LoopResult:
     rows = distill_prompts(ctx.datasets, config.dataset, config.prompt_key)
     prompts = PromptRowDataset(
         # attrs types the field's generic ``tuple`` converter as Iterable[_T_co]
-        rows=rows,  # type: ignore[arg-type]
+        rows=rows,
         renderer=ctx.renderer,
         groups_per_batch=config.groups_per_batch,
         group_size=config.group_size,
