@@ -13,6 +13,12 @@ from crucible_train.core.evaluation.batch_runner import (
     run_fingerprint,
     stream_evaluate,
 )
+from crucible_train.core.evaluation.samples import (
+    REPEAT_KEY,
+    EvalInput,
+    input_messages,
+    repeat_sample,
+)
 from crucible_train.core.evaluation.evaluators import (
     ComparisonEvaluator,
     EvaluatorRunner,
@@ -22,8 +28,10 @@ from crucible_train.core.evaluation.evaluators import (
 )
 
 __all__ = [
+    "REPEAT_KEY",
     "ComparisonEvaluator",
     "EvalConfig",
+    "EvalInput",
     "EvalResult",
     "EvalSample",
     "EvaluatorRunner",
@@ -32,8 +40,10 @@ __all__ = [
     "TrainingClientEvaluator",
     "aggregate_metrics",
     "completed_ids",
+    "input_messages",
     "persist_results",
     "read_results",
+    "repeat_sample",
     "run_fingerprint",
     "stream_evaluate",
 ]
