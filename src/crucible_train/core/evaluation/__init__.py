@@ -13,18 +13,18 @@ from crucible_train.core.evaluation.batch_runner import (
     run_fingerprint,
     stream_evaluate,
 )
-from crucible_train.core.evaluation.samples import (
-    REPEAT_KEY,
-    EvalInput,
-    input_messages,
-    repeat_sample,
-)
 from crucible_train.core.evaluation.evaluators import (
     ComparisonEvaluator,
     EvaluatorRunner,
     NLLEvaluator,
     SamplingClientEvaluator,
     TrainingClientEvaluator,
+)
+from crucible_train.core.evaluation.samples import (
+    REPEAT_KEY,
+    EvalInput,
+    input_messages,
+    repeat_sample,
 )
 
 __all__ = [
