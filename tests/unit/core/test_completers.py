@@ -109,7 +109,7 @@ def test_chat_samples_asks_one_sample_call_for_several_answers():
 def test_chat_samples_with_a_seed_are_reproducible_and_differ_at_temperature():
     def answers(seed: int) -> list[str]:
         completer = SamplingCompleter(
-            sampling=FakeSamplingClient(theta=[0.0] * 200),  # uniform over byte ids
+            sampling=FakeSamplingClient(theta=[0.0] * 258),  # uniform over its ids
             renderer=ToyChatRenderer(),
             params=SamplingParams(max_tokens=6, temperature=1.0, seed=seed),
         )
