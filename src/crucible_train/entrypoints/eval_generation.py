@@ -16,6 +16,7 @@ one batch.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -37,14 +38,26 @@ __all__ = [
     "SamplingOptions",
     "add_sampling_arguments",
     "build_generator",
+    "input_seed",
     "sampling_options_from_args",
 ]
 
 DEFAULT_MAX_TOKENS = 256
 """``--max-tokens`` for a model: room for a short answer (a sample that reaches it is cut)."""
 
-Ask = Callable[[Sequence[Mapping[str, Any]], int], list[str]]
-"""``ask(messages, k)``: ``k`` answers (texts) to one conversation."""
+Ask = Callable[[Sequence[Mapping[str, Any]], int, str], list[str]]
+"""``ask(messages, k, key)``: ``k`` answers (texts) to the conversation of input ``key``."""
+
+
+def input_seed(seed: int, key: str) -> int:
+    """The seed one input is sampled with: ``--seed`` and the input's id, hashed.
+
+    Each input gets its own stream of random draws (one seed for all would draw the same
+    numbers for every prompt, correlating their samples), and the same ``--seed`` gives
+    the same answers to an input whatever the file's order or ``--resume``.
+    """
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 @attrs.frozen(kw_only=True)
@@ -120,12 +133,13 @@ class Answerer:
     """The batch runner's ``generate``: one sample's answer from ``ask``.
 
     A sample repeated by :func:`~crucible_train.core.evaluation.repeat_sample` (K copies
-    of one input) is answered from one ``ask(messages, K)`` call: the first copy to
+    of one input) is answered from one ``ask(messages, K, id)`` call: the first copy to
     arrive asks, the others wait for its answers and take theirs by index (the runner's
     threads start samples in order, so the asking copy is always running). Thread-safe.
 
     Args:
-        ask: ``ask(messages, k)`` returns ``k`` answers to the conversation.
+        ask: ``ask(messages, k, key)`` returns ``k`` answers to the conversation of the
+            input whose id is ``key``.
     """
 
     def __init__(self, ask: Ask) -> None:
@@ -142,7 +156,7 @@ class Answerer:
         messages = input_messages(sample)
         repeat = sample.metadata.get(REPEAT_KEY)
         if repeat is None:
-            return self._ask(messages, 1)[0]
+            return self._ask(messages, 1, sample.id)[0]
         key, index, count = repeat
         with self._lock:
             entry = self._pending.get(key)
@@ -156,7 +170,7 @@ class Answerer:
                 del self._pending[key]
         if asks:
             try:
-                answers.set_result(self._ask(messages, count))
+                answers.set_result(self._ask(messages, count, key))
             except BaseException as exc:  # every copy reports the failure
                 answers.set_exception(exc)
         answer: str = answers.result()[index]
@@ -185,11 +199,17 @@ def build_generator(
     config = resolved.as_dict()
     if model is None:
         given = options.given()
-        params = LLMParams(**given) if given else None
         llm = container.llm()
 
-        def ask_llm(messages: Sequence[Mapping[str, Any]], count: int) -> list[str]:
-            return [llm.chat(messages, params).text for _ in range(count)]
+        def ask_llm(messages: Sequence[Mapping[str, Any]], count: int, key: str) -> list[str]:
+            answers = []
+            for index in range(count):
+                settings = dict(given)
+                if options.seed is not None:  # K calls with one seed would agree
+                    settings["seed"] = input_seed(options.seed, f"{key}#{index}")
+                params = LLMParams(**settings) if settings else None
+                answers.append(llm.chat(messages, params).text)
+            return answers
 
         extra: dict[str, Any] = {"llm": config["llm"]}
         if given or options.num_samples != 1:  # earlier runs' fingerprints stay the same
@@ -203,8 +223,11 @@ def build_generator(
         params=params_for_model,
     )
 
-    def ask_model(messages: Sequence[Mapping[str, Any]], count: int) -> list[str]:
-        return [answer.text for answer in completer.chat_samples(messages, count)]
+    def ask_model(messages: Sequence[Mapping[str, Any]], count: int, key: str) -> list[str]:
+        seed = None if options.seed is None else input_seed(options.seed, key)
+        # One call: the K answers decode as one batch and differ (one generator).
+        answers = completer.chat_samples(messages, count, LLMParams(seed=seed))
+        return [answer.text for answer in answers]
 
     tokenizer = config["tokenizer"]
     backend = tokenizer["backend"]

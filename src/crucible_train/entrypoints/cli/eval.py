@@ -353,6 +353,8 @@ def run_eval(
                     pass
                 # The store holds earlier runs' results too when resuming: summarise all.
                 summary = aggregate_metrics(read_results(store))
+            # The total was estimated (a malformed line is one result, not --num-samples).
+            progress.update(task, total=progress.tasks[0].completed)
         metrics.log_metrics(_flat_metrics(summary), step=0)
         Console(file=out_stream).print(_summary_table(summary))
         if options.out is not None:
