@@ -151,7 +151,10 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON object (what a :class:`ResultsStore` record holds)."""
-        return attrs.asdict(self)
+        out = attrs.asdict(self)
+        if isinstance(self.input, tuple):  # a conversation is a JSON list
+            out["input"] = [dict(message) for message in self.input]
+        return out
 
     def to_json(self) -> str:
         """One JSON object on one line (no trailing newline)."""
