@@ -121,7 +121,7 @@ def test_not_a_run_directory_is_refused(tmp_path: Path) -> None:
 def test_a_run_without_weights_is_refused(tmp_path: Path, sft_run, checkpoint) -> None:
     made = sft_run(tmp_path, "sft-3", [checkpoint(1, final=True)])
     _save_config(made, "training.backend=noop")
-    with pytest.raises(ConfigurationError, match="training.backend=noop"):
+    with pytest.raises(ConfigurationError, match=r"training\.backend=noop"):
         model_from_run(str(made))
 
 
@@ -156,7 +156,7 @@ def test_a_tinker_run_samples_its_tinker_sampler_path(
 def test_model_path_must_be_a_model_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="is not a directory"):
         model_from_directory(str(tmp_path / "missing"))
-    with pytest.raises(ConfigurationError, match="has no config.json; give a Hugging Face"):
+    with pytest.raises(ConfigurationError, match=r"has no config\.json; give a Hugging Face"):
         model_from_directory(str(tmp_path))
     (tmp_path / "config.json").write_text("{}")
     model = model_from_directory(str(tmp_path), "llama3")
