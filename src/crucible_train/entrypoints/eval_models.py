@@ -27,7 +27,13 @@ import attrs
 from crucible_train.container import run_store
 from crucible_train.core.config_dump import REDACTED
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
-from crucible_train.entrypoints.run_dirs import CONFIG_FILE, STARTED_FROM_FILE, SftStart, read_json
+from crucible_train.entrypoints.run_dirs import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    STARTED_FROM_FILE,
+    SftStart,
+    read_json,
+)
 from crucible_train.errors import ConfigurationError
 
 __all__ = [
@@ -88,8 +94,8 @@ def _describe(records: Sequence[CheckpointRecord]) -> str:
     return ", ".join(parts)
 
 
-def _pick(run_dir: Path, which: str | None) -> tuple[CheckpointRecord, str]:
-    """The checkpoint record ``which`` names in ``run_dir``, and where it was found."""
+def _pick(run_dir: Path, which: str | None) -> tuple[CheckpointRecord, Path]:
+    """The checkpoint record ``which`` names in ``run_dir``, and the run that saved it."""
     if which == START:
         saved = run_dir / STARTED_FROM_FILE
         if not saved.is_file():
@@ -98,13 +104,13 @@ def _pick(run_dir: Path, which: str | None) -> tuple[CheckpointRecord, str]:
                 f"({STARTED_FROM_FILE} missing); give a step or checkpoint name instead"
             )
         start = SftStart.from_dict(read_json(saved))
-        return start.record, f"{start.run_dir}, the checkpoint {run_dir.name} started from"
+        return start.record, start.run_dir
     records = CheckpointLog(run_store(run_dir)).records()
     usable = [r for r in records if r.sampler_path is not None]
     if which is None:
         final = [r for r in usable if r.final]
         if final:
-            return final[-1], str(run_dir)
+            return final[-1], run_dir
         raise ConfigurationError(
             f"--model {run_dir}: the run has no finished checkpoint (it was interrupted "
             f"or is still running). Its checkpoints: {_describe(records)}. Give one with "
@@ -116,7 +122,7 @@ def _pick(run_dir: Path, which: str | None) -> tuple[CheckpointRecord, str]:
     else:
         found = [r for r in usable if r.name == which]
     if found:
-        return found[-1], str(run_dir)
+        return found[-1], run_dir
     valid = ", ".join(f"{r.step} ({r.name!r})" for r in usable) or "none"
     raise ConfigurationError(
         f"--model {run_dir}:{which}: no checkpoint with weights at that "
@@ -136,6 +142,19 @@ def _block(config: Mapping[str, Any], port: str) -> tuple[str, dict[str, Any]]:
         return backend, {}
     # A secret is never in config.json; the environment supplies it again.
     return backend, {k: v for k, v in settings.items() if v != REDACTED}
+
+
+def _moved(path: str, run_dir: Path) -> str:
+    """A local checkpoint path, found again inside ``run_dir`` if the run was moved.
+
+    Records hold absolute paths; a run directory copied elsewhere keeps its checkpoints in
+    ``RUN_DIR/checkpoints/``.
+    """
+    recorded = Path(path)
+    moved = run_dir / CHECKPOINTS_DIR / recorded.name
+    if not recorded.exists() and moved.is_dir():
+        return str(moved)
+    return path
 
 
 def model_from_run(ref: str) -> EvalModel:
@@ -164,10 +183,13 @@ def model_from_run(ref: str) -> EvalModel:
             f"--model {ref}: the run trained with training.backend={backend}, which saves "
             "no weights to sample"
         )
-    record, where = _pick(run_dir, which)
-    settings["model_path"] = record.sampler_path
+    record, saved_by = _pick(run_dir, which)
+    sampler_path = str(record.sampler_path)
     if backend == LOCAL_TORCH:
+        sampler_path = _moved(sampler_path, saved_by)
         settings["lora_rank"] = 0  # sampler weights are saved with LoRA merged in
+    settings["model_path"] = sampler_path
+    where = str(run_dir) if saved_by == run_dir else f"{saved_by}, where {run_dir.name} started"
     updates: dict[str, Any] = {"sampling.backend": backend}
     updates.update({f"sampling.{backend}.{k}": v for k, v in settings.items()})
     tokenizer, tokenizer_settings = _block(config, "tokenizer")
@@ -184,7 +206,7 @@ def model_from_run(ref: str) -> EvalModel:
             "run_dir": str(run_dir),
             "checkpoint": record.name,
             "step": record.step,
-            "sampler_path": record.sampler_path,
+            "sampler_path": sampler_path,
         },
     )
 

@@ -170,3 +170,16 @@ def test_model_path_must_be_a_model_directory(tmp_path: Path) -> None:
 
 def test_choose_model_is_none_without_either_option() -> None:
     assert choose_model(model=None, model_path=None) is None
+
+
+def test_a_moved_run_finds_its_checkpoints_inside_it(tmp_path: Path, sft_run) -> None:
+    old = "/gone/runs/sft-5/checkpoints/final-sampler"
+    final = CheckpointRecord(name="final", step=1, sampler_path=old, final=True)
+    made = sft_run(tmp_path, "sft-5", [final])
+    _save_config(made)
+    assert model_from_run(str(made)).identity["sampler_path"] == old  # nothing there either
+    (made / "checkpoints" / "final-sampler").mkdir(parents=True)
+    moved = str(made / "checkpoints" / "final-sampler")
+    model = model_from_run(str(made))
+    assert model.updates["sampling.local_torch.model_path"] == moved
+    assert model.identity["sampler_path"] == moved
