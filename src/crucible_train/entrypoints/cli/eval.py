@@ -119,8 +119,9 @@ def add_eval_parser(commands: Commands, debug: argparse.ArgumentParser) -> None:
         "eval",
         help="score a JSONL file of samples (optionally generating the outputs)",
         description='Score each line {"id", "input"?, "output"?, "target"} of a '
-        "JSONL file, print a summary and log eval/ metrics. Exit 0 when done, 2 on bad "
-        "input or configuration.",
+        "JSONL file (input: a string or a list of chat messages), generating missing "
+        "outputs with --generate, --model or --model-path; print a summary and log eval/ "
+        "metrics. Exit 0 when done, 2 on bad input or configuration.",
         parents=[config_options(), debug],
     )
     command.add_argument("--samples", required=True, metavar="FILE", help="samples JSONL file")
