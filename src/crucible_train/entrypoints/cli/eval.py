@@ -259,8 +259,11 @@ def run_eval(
 
     Raises:
         ConfigurationError: bad options or configuration, ``--generate`` without an LLM
-            backend, ``--resume`` onto a different run's results (exit 2 in the CLI).
-        InvalidDataError: a malformed line under ``--strict`` (exit 2 in the CLI).
+            backend, ``--model``/``--model-path`` naming no usable model or combined with
+            an ``llm`` backend, ``--resume`` onto a different run's results (exit 2 in
+            the CLI).
+        InvalidDataError: a malformed line under ``--strict``, a sampling option out of
+            range (exit 2 in the CLI).
     """
     out_stream = stdout if stdout is not None else sys.stdout
     err_stream = stderr if stderr is not None else sys.stderr
