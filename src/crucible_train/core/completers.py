@@ -93,15 +93,37 @@ class SamplingCompleter(LLMClient):
         Raises:
             LLMClientError: sampling failed.
         """
+        (completion,) = self.chat_samples(messages, 1, params)
+        return completion
+
+    def chat_samples(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        num_samples: int,
+        params: LLMParams | None = None,
+    ) -> list[Completion]:
+        """Like :meth:`chat`, with ``num_samples`` answers from one ``sample`` call.
+
+        The answers are sampled together (one prompt, one batched decode on backends that
+        batch), so with a ``seed`` they are reproducible as a set and differ from each
+        other at a temperature above 0.
+
+        Raises:
+            LLMClientError: sampling failed or returned fewer sequences.
+        """
         prompt = self._renderer.build_generation_prompt(messages)
-        sequence = self._sample(prompt, params)
-        message, ok = self._renderer.parse_response(sequence.tokens)
-        return Completion(
-            text=_text(message.get("content")),
-            finish_reason=sequence.stop_reason if ok else PARSE_ERROR,
-            prompt_tokens=prompt.length,
-            completion_tokens=len(sequence.tokens),
-        )
+        out = []
+        for sequence in self._sample(prompt, params, num_samples):
+            message, ok = self._renderer.parse_response(sequence.tokens)
+            out.append(
+                Completion(
+                    text=_text(message.get("content")),
+                    finish_reason=sequence.stop_reason if ok else PARSE_ERROR,
+                    prompt_tokens=prompt.length,
+                    completion_tokens=len(sequence.tokens),
+                )
+            )
+        return out
 
     def complete(self, prompt: str, params: LLMParams | None = None) -> Completion:
         """Continue ``prompt`` as plain text (no chat template).
@@ -115,7 +137,7 @@ class SamplingCompleter(LLMClient):
         """
         tokenizer = self._renderer.tokenizer
         model_input = ModelInput.from_ints(tokenizer.encode(prompt, allow_special=False))
-        sequence = self._sample(model_input, params)
+        (sequence,) = self._sample(model_input, params)
         stops = self._effective(params).stop
         tokens = list(sequence.tokens)
         # Token-id stops (and EOS) are whole tokens: drop the final one.
@@ -154,14 +176,19 @@ class SamplingCompleter(LLMClient):
             changes["stop"] = _merge_stops(self._params.stop, params.stop)
         return attrs.evolve(self._params, **changes)
 
-    def _sample(self, prompt: ModelInput, params: LLMParams | None) -> TokensWithLogprobs:
+    def _sample(
+        self, prompt: ModelInput, params: LLMParams | None, num_samples: int = 1
+    ) -> list[TokensWithLogprobs]:
         try:
-            response = self._sampling.sample(prompt, 1, self._effective(params)).result()
+            response = self._sampling.sample(prompt, num_samples, self._effective(params)).result()
         except SamplingClientError as exc:
             raise LLMClientError(f"sampling failed: {exc}") from exc
-        if not response.sequences:
-            raise LLMClientError("the sampling client returned no sequence")
-        return response.sequences[0]
+        if len(response.sequences) < num_samples:
+            raise LLMClientError(
+                f"the sampling client returned {len(response.sequences)} sequence(s) "
+                f"for {num_samples} asked"
+            )
+        return list(response.sequences[:num_samples])
 
 
 def _merge_stops(

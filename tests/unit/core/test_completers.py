@@ -98,6 +98,28 @@ def test_chat_renders_samples_one_and_parses():
     assert params.max_tokens == 16
 
 
+def test_chat_samples_asks_one_sample_call_for_several_answers():
+    completer, sampling, _ = make([seq("Paris", end=[EOT])])
+    messages = [{"role": "user", "content": "Capital of France?"}]
+    answers = completer.chat_samples(messages, 3)
+    assert [a.text for a in answers] == ["Paris"] * 3
+    assert [num for _, num, _ in sampling.calls] == [3]  # one batched call, not three
+
+
+def test_chat_samples_with_a_seed_are_reproducible_and_differ_at_temperature():
+    def answers(seed: int) -> list[str]:
+        completer = SamplingCompleter(
+            sampling=FakeSamplingClient(theta=[0.0] * 258),  # uniform over its ids
+            renderer=ToyChatRenderer(),
+            params=SamplingParams(max_tokens=6, temperature=1.0, seed=seed),
+        )
+        return [a.text for a in completer.chat_samples([{"role": "user", "content": "x"}], 4)]
+
+    assert answers(7) == answers(7)
+    assert len(set(answers(7))) > 1
+    assert answers(7) != answers(8)
+
+
 def test_unparseable_turn_reports_parse_error():
     completer, _, _ = make([seq("Par", stop_reason="length")])
     result = completer.chat([{"role": "user", "content": "x"}])

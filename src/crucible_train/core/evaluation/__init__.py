@@ -20,10 +20,18 @@ from crucible_train.core.evaluation.evaluators import (
     SamplingClientEvaluator,
     TrainingClientEvaluator,
 )
+from crucible_train.core.evaluation.samples import (
+    REPEAT_KEY,
+    EvalInput,
+    input_messages,
+    repeat_sample,
+)
 
 __all__ = [
+    "REPEAT_KEY",
     "ComparisonEvaluator",
     "EvalConfig",
+    "EvalInput",
     "EvalResult",
     "EvalSample",
     "EvaluatorRunner",
@@ -32,8 +40,10 @@ __all__ = [
     "TrainingClientEvaluator",
     "aggregate_metrics",
     "completed_ids",
+    "input_messages",
     "persist_results",
     "read_results",
+    "repeat_sample",
     "run_fingerprint",
     "stream_evaluate",
 ]

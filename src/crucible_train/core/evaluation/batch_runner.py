@@ -35,6 +35,7 @@ from typing import Any
 
 import attrs
 
+from crucible_train.core.evaluation.samples import EvalResult, EvalSample
 from crucible_train.core.scoring import Scorer, get_scorer
 from crucible_train.core.scoring import score as score_one
 from crucible_train.core.scoring import score_batch as score_many
@@ -55,103 +56,6 @@ __all__ = [
 ]
 
 _Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
-
-
-# --- value types --------------------------------------------------------------------------
-
-
-def _optional_str(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidDataError(f"EvalSample text field is a {type(value).__name__}; expected text")
-
-
-def _sample_id(value: Any) -> str:
-    # JSONL datasets often use numeric ids; accept whole numbers, refuse everything else.
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise InvalidDataError(f"EvalSample.id is {value!r}; expected a non-empty string")
-
-
-@attrs.frozen(kw_only=True)
-class EvalSample:
-    """One evaluation item.
-
-    ``output`` is the model's answer when it is already known; when it is ``None`` the
-    runner asks :attr:`EvalConfig.generate` for it.
-    """
-
-    id: str = attrs.field(converter=_sample_id)
-    input: str | None = attrs.field(default=None, converter=_optional_str)
-    output: str | None = attrs.field(default=None, converter=_optional_str)
-    target: str | None = attrs.field(default=None, converter=_optional_str)
-    metadata: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> EvalSample:
-        """Build a sample from a dict (a parsed JSONL line); unknown keys go to metadata.
-
-        Raises:
-            InvalidDataError: ``id`` is missing or a field has the wrong type.
-        """
-        if "id" not in data:
-            raise InvalidDataError("sample has no 'id'")
-        known = {"id", "input", "output", "target", "metadata"}
-        metadata = dict(data.get("metadata") or {})
-        metadata.update({k: v for k, v in data.items() if k not in known})
-        return cls(
-            id=data["id"],
-            input=data.get("input"),
-            output=data.get("output"),
-            target=data.get("target"),
-            metadata=metadata,
-        )
-
-
-@attrs.frozen(kw_only=True)
-class EvalResult:
-    """The outcome for one sample: its scores by scorer name, or why it failed.
-
-    ``scores`` is ordered like :attr:`EvalConfig.scorers`; the first entry is the primary
-    score. When ``error`` is set, ``scores`` holds whatever scorers did succeed.
-    """
-
-    id: str
-    input: str | None = None
-    output: str | None = None
-    target: str | None = None
-    scores: dict[str, float] = attrs.field(factory=dict, hash=False)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as a JSON object (what a :class:`ResultsStore` record holds)."""
-        return attrs.asdict(self)
-
-    def to_json(self) -> str:
-        """One JSON object on one line (no trailing newline)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False)
-
-    @classmethod
-    def from_json(cls, line: str | Mapping[str, Any]) -> EvalResult:
-        """Parse what :meth:`to_json` wrote (a line or an already decoded dict).
-
-        Raises:
-            InvalidDataError: the line is not a result object.
-        """
-        try:
-            data = json.loads(line) if isinstance(line, str) else line
-            return cls(
-                id=str(data["id"]),
-                input=data.get("input"),
-                output=data.get("output"),
-                target=data.get("target"),
-                scores={str(k): float(v) for k, v in (data.get("scores") or {}).items()},
-                error=data.get("error"),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidDataError(f"not an evaluation result: {exc}") from exc
 
 
 def _scorer_tuple(values: Iterable[str | Scorer]) -> tuple[str | Scorer, ...]:

@@ -4,15 +4,21 @@ Each line of the samples file is a JSON object ``{"id", "input"?, "output"?, "ta
 Lines are read lazily, one at a time, and streamed through
 :func:`~crucible_train.core.evaluation.stream_evaluate`:
 
+* ``input`` is a string (one user message) or a list of chat messages;
 * a sample without ``output`` is answered by the configured ``llm`` port when
-  ``--generate`` is given (``llm.backend`` must then be set, e.g. ``openai_compat``);
+  ``--generate`` is given (``llm.backend`` must then be set, e.g. ``openai_compat``), or by
+  a trained model: ``--model RUN_DIR[:STEP]`` (a run's checkpoint, sampled with the run's
+  backend, tokenizer and renderer) or ``--model-path DIR`` (a Hugging Face model
+  directory); see :mod:`crucible_train.entrypoints.eval_models`. A model is sampled
+  greedily unless ``--temperature`` says otherwise; ``--num-samples K`` answers each input
+  K times (ids ``<id>#0`` ... ``<id>#K-1``, all scored, so the mean is their average);
 * each ``--scorer`` scores it (default ``exact_match``); ``semantic_similarity`` is built
   on the configured ``embedding`` port;
 * a malformed line (not JSON, not an object, no usable ``id``) is reported with its line
   number and counted as an error result whose id is ``<line N>``; ``--strict`` stops the
   run with exit code 2 instead;
 * ``--out`` appends results to a JSONL file headed by a run fingerprint (samples file
-  content, scorers, generation settings), through the results store that
+  content, scorers, the model and its sampling settings), through the results store that
   :func:`crucible_train.container.results_store` builds; ``--resume`` skips ids already
   there and refuses a file written by a different run.
 
@@ -26,10 +32,9 @@ configuration; 1 unexpected error (reported by :mod:`crucible_train.entrypoints.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,7 +59,6 @@ from crucible_train.container import (
 from crucible_train.core.evaluation import (
     EvalConfig,
     EvalResult,
-    EvalSample,
     aggregate_metrics,
     completed_ids,
     persist_results,
@@ -64,8 +68,16 @@ from crucible_train.core.evaluation import (
 )
 from crucible_train.core.scoring import SemanticSimilarityScorer, get_scorer
 from crucible_train.entrypoints.cli._options import Commands, config_options
-from crucible_train.errors import ConfigurationError, InvalidDataError
-from crucible_train.ports.llm import LLMClient
+from crucible_train.entrypoints.cli.eval_samples import SampleReader, count_lines, file_blocks
+from crucible_train.entrypoints.eval_generation import (
+    SamplingOptions,
+    add_sampling_arguments,
+    build_generator,
+    sampling_options_from_args,
+)
+from crucible_train.entrypoints.eval_models import choose_model
+from crucible_train.entrypoints.planning import as_overrides
+from crucible_train.errors import ConfigurationError
 from crucible_train.ports.metrics import MetricValue
 
 __all__ = [
@@ -93,6 +105,10 @@ class EvalOptions:
     concurrency: int = 8
     chunk_size: int = 25
     strict: bool = False
+    model: str | None = None
+    model_path: str | None = None
+    renderer: str | None = None
+    sampling: SamplingOptions = attrs.field(factory=SamplingOptions)
     config_file: str | None = None
     overrides: tuple[str, ...] = ()
 
@@ -103,8 +119,9 @@ def add_eval_parser(commands: Commands, debug: argparse.ArgumentParser) -> None:
         "eval",
         help="score a JSONL file of samples (optionally generating the outputs)",
         description='Score each line {"id", "input"?, "output"?, "target"} of a '
-        "JSONL file, print a summary and log eval/ metrics. Exit 0 when done, 2 on bad "
-        "input or configuration.",
+        "JSONL file (input: a string or a list of chat messages), generating missing "
+        "outputs with --generate, --model or --model-path; print a summary and log eval/ "
+        "metrics. Exit 0 when done, 2 on bad input or configuration.",
         parents=[config_options(), debug],
     )
     command.add_argument("--samples", required=True, metavar="FILE", help="samples JSONL file")
@@ -117,8 +134,29 @@ def add_eval_parser(commands: Commands, debug: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--generate",
         action="store_true",
-        help="generate missing outputs with the configured llm backend",
+        help="generate missing outputs with the configured llm backend (implied by "
+        "--model and --model-path, which generate with that model instead)",
     )
+    which = command.add_mutually_exclusive_group()
+    which.add_argument(
+        "--model",
+        metavar="RUN_DIR[:STEP]",
+        help="generate with a training run's checkpoint: its final one, or the one at STEP "
+        "(a step, a checkpoint name, or 'start': the checkpoint the run started from), "
+        "sampled with the run's own backend, tokenizer and renderer; llm.backend must stay noop",
+    )
+    which.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="generate with a local Hugging Face model directory (local_torch sampler, the "
+        "configured tokenizer and renderer); llm.backend must stay noop",
+    )
+    command.add_argument(
+        "--renderer",
+        metavar="NAME",
+        help="chat format of the --model-path model (default: train.renderer)",
+    )
+    add_sampling_arguments(command)
     command.add_argument("--out", metavar="FILE", help="write results to this JSONL file")
     command.add_argument(
         "--resume", action="store_true", help="skip samples already in --out (same run only)"
@@ -137,70 +175,6 @@ def _run_from_args(args: argparse.Namespace) -> int:
     return run_eval(eval_options_from_args(args))
 
 
-class _SampleReader:
-    """Reads the samples file lazily and remembers which positions were malformed.
-
-    Every non-blank line yields one item, so the runner's ``<index N>`` ids map back to
-    line numbers. A malformed line yields an empty mapping, which the runner turns into
-    an error result; :meth:`fix` then gives it the line number and the real reason.
-    """
-
-    def __init__(self, path: Path, *, strict: bool, report: Callable[[str], None]) -> None:
-        self._path = path
-        self._strict = strict
-        self._report = report
-        self.malformed: dict[int, tuple[int, str]] = {}  # index → (line number, reason)
-
-    def __iter__(self) -> Iterator[EvalSample | Mapping[str, Any]]:
-        index = 0
-        with open(self._path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    data = json.loads(raw.decode("utf-8"))
-                    if not isinstance(data, dict):
-                        raise InvalidDataError(f"expected a JSON object, got {type(data).__name__}")
-                    sample: EvalSample | Mapping[str, Any] = EvalSample.from_mapping(data)
-                except (ValueError, InvalidDataError) as exc:  # JSON and UTF-8 errors too
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    if self._strict:
-                        raise InvalidDataError(
-                            f"{self._path}:{number}: malformed sample line: {reason} "
-                            "(stopped by --strict)"
-                        ) from None
-                    self.malformed[index] = (number, reason)
-                    self._report(
-                        f"warning: {self._path}:{number}: malformed sample line "
-                        f"counted as an error: {reason}"
-                    )
-                    sample = {}
-                yield sample
-                index += 1
-
-    def fix(self, result: EvalResult) -> EvalResult:
-        """Rename the runner's ``<index N>`` result of a malformed line to ``<line L>``."""
-        if not (result.id.startswith("<index ") and result.id.endswith(">")):
-            return result
-        index = int(result.id[len("<index ") : -1])
-        if index not in self.malformed:
-            return result
-        number, reason = self.malformed.pop(index)
-        return EvalResult(id=f"<line {number}>", error=f"malformed sample line {number}: {reason}")
-
-
-def _blocks(path: Path) -> Iterator[bytes]:
-    """The file's bytes, 1 MiB at a time (for the run fingerprint, in flat memory)."""
-    with open(path, "rb") as handle:
-        yield from iter(lambda: handle.read(1 << 20), b"")
-
-
-def _count_lines(path: Path) -> int:
-    """Non-blank lines, counted by a cheap byte scan (no JSON parsing)."""
-    with open(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
-
-
 def _check_options(options: EvalOptions) -> Path:
     problems: list[str] = []
     path = Path(options.samples)
@@ -212,6 +186,12 @@ def _check_options(options: EvalOptions) -> Path:
         problems.append(f"--chunk-size is {options.chunk_size}; use 1 or more")
     if options.resume and options.out is None:
         problems.append("--resume needs --out (the results file to continue)")
+    if options.sampling.num_samples < 1:
+        problems.append(f"--num-samples is {options.sampling.num_samples}; use 1 or more")
+    if options.renderer is not None and options.model_path is None:
+        problems.append(
+            "--renderer applies to --model-path only (--model uses the run's own renderer)"
+        )
     if problems:
         raise ConfigurationError(*problems)
     return path
@@ -235,15 +215,6 @@ def _scorers(
             get_scorer(name)  # unknown names fail now, listing the registered scorers
             out.append(name)
     return tuple(out)
-
-
-def _generator(llm: LLMClient) -> Any:
-    def generate(sample: EvalSample) -> str:
-        if sample.input is None:
-            raise InvalidDataError("sample has neither output nor input to generate from")
-        return llm.chat([{"role": "user", "content": sample.input}]).text
-
-    return generate
 
 
 def _flat_metrics(summary: Mapping[str, Any]) -> dict[str, MetricValue]:
@@ -288,37 +259,55 @@ def run_eval(
 
     Raises:
         ConfigurationError: bad options or configuration, ``--generate`` without an LLM
-            backend, ``--resume`` onto a different run's results (exit 2 in the CLI).
-        InvalidDataError: a malformed line under ``--strict`` (exit 2 in the CLI).
+            backend, ``--model``/``--model-path`` naming no usable model or combined with
+            an ``llm`` backend, ``--resume`` onto a different run's results (exit 2 in
+            the CLI).
+        InvalidDataError: a malformed line under ``--strict``, a sampling option out of
+            range (exit 2 in the CLI).
     """
     out_stream = stdout if stdout is not None else sys.stdout
     err_stream = stderr if stderr is not None else sys.stderr
     path = _check_options(options)
-    resolved = load_config(options.config_file, options.overrides)
-    if options.generate and resolved.backends().get("llm") == _NOOP:
+    model = choose_model(
+        model=options.model, model_path=options.model_path, renderer=options.renderer
+    )
+    # The model's settings sit under the user's own overrides, which still win.
+    updates = as_overrides(model.updates) if model is not None else []
+    resolved = load_config(options.config_file, [*updates, *options.overrides])
+    generate = options.generate or model is not None
+    llm_backend = resolved.backends().get("llm")
+    if model is not None and llm_backend != _NOOP:
+        raise ConfigurationError(
+            f"--model/--model-path generate with that model, but llm.backend is "
+            f"{llm_backend!r}: drop one of the two (llm.backend=noop keeps the model)"
+        )
+    if generate and model is None and llm_backend == _NOOP:
         raise ConfigurationError(
             "--generate needs an LLM: set llm.backend=openai_compat and "
-            "llm.openai_compat.model=NAME (in --config or as key=value overrides)"
+            "llm.openai_compat.model=NAME (in --config or as key=value overrides), "
+            "or generate with a trained model: --model RUN_DIR or --model-path DIR"
         )
     container = container_from_config(resolved)
     try:
         scorers = _scorers(options, resolved, container.embedding)
-        config = EvalConfig(
-            scorers=scorers,
-            generate=_generator(container.llm()) if options.generate else None,
-        )
         # The model's settings decide the outputs, so they are part of the run identity.
-        extra = {"generate": options.generate}
-        if options.generate:
-            extra["llm"] = resolved.as_dict()["llm"]
-        fingerprint = run_fingerprint(config, _blocks(path), extra=extra)
-        total = _count_lines(path)
+        extra: dict[str, Any] = {"generate": generate}
+        answer = None
+        if generate:
+            answer, settings = build_generator(resolved, container, model, options.sampling)
+            extra.update(settings)
+        if model is not None:
+            print(f"eval: generating with {model.label}", file=err_stream)
+        config = EvalConfig(scorers=scorers, generate=answer)
+        fingerprint = run_fingerprint(config, file_blocks(path), extra=extra)
+        total = count_lines(path) * (options.sampling.num_samples if generate else 1)
         console = Console(file=err_stream)
         # Through the console, so warnings print above a live progress bar, not into it.
-        reader = _SampleReader(
+        reader = SampleReader(
             path,
             strict=options.strict,
             report=lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True),
+            num_samples=options.sampling.num_samples if generate else 1,
         )
         done: set[str] = set()
 
@@ -368,6 +357,8 @@ def run_eval(
                     pass
                 # The store holds earlier runs' results too when resuming: summarise all.
                 summary = aggregate_metrics(read_results(store))
+            # The total was estimated (a malformed line is one result, not --num-samples).
+            progress.update(task, total=progress.tasks[0].completed)
         metrics.log_metrics(_flat_metrics(summary), step=0)
         Console(file=out_stream).print(_summary_table(summary))
         if options.out is not None:
@@ -389,6 +380,10 @@ def eval_options_from_args(args: Any) -> EvalOptions:
         concurrency=args.concurrency,
         chunk_size=args.chunk_size,
         strict=args.strict,
+        model=args.model,
+        model_path=args.model_path,
+        renderer=args.renderer,
+        sampling=sampling_options_from_args(args),
         config_file=args.config,
         overrides=tuple(args.overrides),
     )
