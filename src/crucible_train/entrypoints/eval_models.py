@@ -18,21 +18,20 @@ fingerprint (so ``--resume`` refuses another model).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from crucible_train.container import run_store
 from crucible_train.core.config_dump import REDACTED
-from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.entrypoints.run_dirs import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
-    STARTED_FROM_FILE,
-    SftStart,
+    START,
     read_json,
+    run_checkpoint,
+    split_run_ref,
 )
 from crucible_train.errors import ConfigurationError
 
@@ -42,11 +41,7 @@ __all__ = [
     "choose_model",
     "model_from_directory",
     "model_from_run",
-    "split_model_ref",
 ]
-
-START = "start"
-"""``RUN_DIR:start``: the checkpoint the run started from."""
 
 LOCAL_TORCH = "local_torch"
 NOOP = "noop"
@@ -67,68 +62,6 @@ class EvalModel:
     label: str
     updates: Mapping[str, Any]
     identity: Mapping[str, Any]
-
-
-def split_model_ref(ref: str) -> tuple[Path, str | None]:
-    """``RUN_DIR[:WHICH]`` → ``(RUN_DIR, WHICH or None)``.
-
-    A path that exists as a directory is taken whole (so a directory name may hold a
-    colon); otherwise the text after the last colon is ``WHICH`` when it holds no path
-    separator.
-    """
-    if ":" in ref and not Path(ref).is_dir():
-        head, _, tail = ref.rpartition(":")
-        if head and tail and "/" not in tail and "\\" not in tail:
-            return Path(head), tail
-    return Path(ref), None
-
-
-def _describe(records: Sequence[CheckpointRecord]) -> str:
-    if not records:
-        return "none"
-    parts = []
-    for record in records:
-        what = "weights" if record.sampler_path is not None else "training state only"
-        final = ", final" if record.final else ""
-        parts.append(f"{record.name!r} (step {record.step}, {what}{final})")
-    return ", ".join(parts)
-
-
-def _pick(run_dir: Path, which: str | None) -> tuple[CheckpointRecord, Path]:
-    """The checkpoint record ``which`` names in ``run_dir``, and the run that saved it."""
-    if which == START:
-        saved = run_dir / STARTED_FROM_FILE
-        if not saved.is_file():
-            raise ConfigurationError(
-                f"--model {run_dir}:{START}: the run did not start from a checkpoint "
-                f"({STARTED_FROM_FILE} missing); give a step or checkpoint name instead"
-            )
-        start = SftStart.from_dict(read_json(saved))
-        return start.record, start.run_dir
-    records = CheckpointLog(run_store(run_dir)).records()
-    usable = [r for r in records if r.sampler_path is not None]
-    if which is None:
-        final = [r for r in usable if r.final]
-        if final:
-            return final[-1], run_dir
-        raise ConfigurationError(
-            f"--model {run_dir}: the run has no finished checkpoint (it was interrupted "
-            f"or is still running). Its checkpoints: {_describe(records)}. Give one with "
-            f"weights as {run_dir}:STEP, or finish the run with "
-            f"`crucible-train train RECIPE --run-dir {run_dir} --resume`"
-        )
-    if which.isdigit():
-        found = [r for r in usable if r.step == int(which)]
-    else:
-        found = [r for r in usable if r.name == which]
-    if found:
-        return found[-1], run_dir
-    valid = ", ".join(f"{r.step} ({r.name!r})" for r in usable) or "none"
-    raise ConfigurationError(
-        f"--model {run_dir}:{which}: no checkpoint with weights at that "
-        f"{'step' if which.isdigit() else 'name'}; valid steps: {valid} (or {START}); "
-        f"all checkpoints: {_describe(records)}"
-    )
 
 
 def _block(config: Mapping[str, Any], port: str) -> tuple[str, dict[str, Any]]:
@@ -166,7 +99,7 @@ def model_from_run(ref: str) -> EvalModel:
             ``WHICH`` (the message lists the valid steps), or a run trained without
             weights (``training.backend: noop``).
     """
-    path, which = split_model_ref(ref)
+    path, which = split_run_ref(ref)
     run_dir = Path(path).expanduser().absolute()
     if not run_dir.is_dir():
         raise ConfigurationError(f"--model {ref}: {run_dir} is not a directory")
@@ -183,7 +116,8 @@ def model_from_run(ref: str) -> EvalModel:
             f"--model {ref}: the run trained with training.backend={backend}, which saves "
             "no weights to sample"
         )
-    record, saved_by = _pick(run_dir, which)
+    start = run_checkpoint(run_dir, which, what=f"--model {ref}")
+    record, saved_by = start.record, start.run_dir
     sampler_path = str(record.sampler_path)
     if backend == LOCAL_TORCH:
         sampler_path = _moved(sampler_path, saved_by)

@@ -9,7 +9,7 @@ when taken), so the names sort by time. This module reads run directories (their
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,16 @@ from crucible_train.errors import ConfigurationError
 __all__ = [
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
+    "START",
     "STARTED_FROM_FILE",
     "SftStart",
     "StartChoice",
     "find_sft_start",
     "latest_run",
     "new_run_dir",
-    "parse_run_spec",
     "read_json",
     "run_checkpoint",
+    "split_run_ref",
 ]
 
 CONFIG_FILE = "config.json"
@@ -115,10 +116,6 @@ class StartChoice:
     updates: Mapping[str, Any] = attrs.field(factory=dict)
 
 
-def _listing(records: list[CheckpointRecord]) -> str:
-    return ", ".join(f"{r.name!r} (step {r.step})" for r in records) or "none"
-
-
 def find_sft_start(runs_root: Path, start_from_step: int | None = None) -> SftStart | None:
     """The latest finished SFT run's checkpoint to start from, or ``None`` (no finished run).
 
@@ -157,54 +154,92 @@ def _at_step(usable: list[CheckpointRecord], step: int) -> CheckpointRecord | No
     return None
 
 
-def parse_run_spec(spec: str) -> tuple[Path, int | None]:
-    """``RUN_DIR`` or ``RUN_DIR:STEP`` as the directory and the step (``None``: final).
+START = "start"
+"""``RUN_DIR:start``: the checkpoint the run started from (its ``started_from.json``)."""
+
+
+def split_run_ref(ref: str) -> tuple[Path, str | None]:
+    """``RUN_DIR[:WHICH]`` as the directory and ``WHICH`` (``None``: the final checkpoint).
+
+    ``WHICH`` is a step (``40``), a checkpoint name (``000040``, ``final``) or
+    :data:`START`. A path that exists as a directory is taken whole (a directory name may
+    hold a colon); otherwise the text after the last colon is ``WHICH`` when it holds no
+    path separator.
 
     Raises:
         ConfigurationError: the directory part is empty.
     """
-    path, sep, tail = spec.rpartition(":")
-    if not (sep and tail.isdigit()):
-        path, tail = spec, ""
+    path, which = ref, None
+    if ":" in ref and not Path(ref).is_dir():
+        head, _, tail = ref.rpartition(":")
+        if tail and "/" not in tail and "\\" not in tail:
+            path, which = head, tail
     if not path.strip():
-        raise ConfigurationError(f"{spec!r}: expected RUN_DIR or RUN_DIR:STEP")
-    return Path(path), int(tail) if tail else None
+        raise ConfigurationError(f"{ref!r}: expected RUN_DIR or RUN_DIR:STEP")
+    return Path(path), which
 
 
-def run_checkpoint(run_dir: Path, step: int | None, *, what: str) -> SftStart:
-    """The checkpoint with weights of any run directory: ``final``, or the one at ``step``.
+def _describe(records: Sequence[CheckpointRecord]) -> str:
+    parts = []
+    for record in records:
+        what = "weights" if record.sampler_path is not None else "training state only"
+        final = ", final" if record.final else ""
+        parts.append(f"{record.name!r} (step {record.step}, {what}{final})")
+    return ", ".join(parts) or "none"
+
+
+def run_checkpoint(run_dir: Path, which: str | None, *, what: str) -> SftStart:
+    """The checkpoint with weights that ``which`` names in any run directory.
 
     Args:
         run_dir: a directory ``crucible-train train`` wrote (any recipe).
-        step: the checkpoint's step; ``None`` takes the ``final`` checkpoint.
-        what: names the setting in messages (``train.distill.teacher``).
+        which: ``None`` (the ``final`` checkpoint), a step, a checkpoint name, or
+            :data:`START` (the checkpoint the run started from, in another run).
+        what: names the setting in messages (``train.distill.teacher``, ``--model X``).
 
     Raises:
         ConfigurationError: ``run_dir`` is not a run directory, has no finished
-            checkpoint, or none with weights at ``step`` (the message lists those it has).
+            checkpoint (the message lists the checkpoints it has), none with weights at
+            ``which`` (the message lists the valid steps), or ``start`` on a run that
+            started from none.
     """
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigurationError(
             f"{what}: {run_dir} is not a run directory ({CONFIG_FILE} missing); name a "
-            "directory that `crucible-train train` wrote"
+            "directory that `crucible-train train` wrote (runs/<recipe>-<time>)"
         )
-    usable = [r for r in CheckpointLog(run_store(run_dir)).records() if r.sampler_path]
-    if step is None:
+    if which == START:
+        saved = run_dir / STARTED_FROM_FILE
+        if not saved.is_file():
+            raise ConfigurationError(
+                f"{what}: {run_dir} did not start from a checkpoint ({STARTED_FROM_FILE} "
+                "missing); give a step or checkpoint name instead"
+            )
+        return SftStart.from_dict(read_json(saved))
+    records = CheckpointLog(run_store(run_dir)).records()
+    usable = [r for r in records if r.sampler_path is not None]
+    if which is None:
         final = [r for r in usable if r.final]
         if final:
             return SftStart(run_dir=run_dir, record=final[-1])
         raise ConfigurationError(
-            f"{what}: {run_dir} has no finished checkpoint ('final'); its checkpoints with "
-            f"weights: {_listing(usable)}; name one as {run_dir}:STEP, or finish the run "
-            "with --resume"
+            f"{what}: {run_dir} has no finished checkpoint (the run was interrupted or is "
+            f"still running). Its checkpoints: {_describe(records)}. Name one with weights "
+            f"as {run_dir}:STEP, or finish the run with "
+            f"`crucible-train train RECIPE --run-dir {run_dir} --resume`"
         )
-    found = _at_step(usable, step)
-    if found is None:
-        raise ConfigurationError(
-            f"{what}: {run_dir} has no checkpoint with weights at step {step}; its "
-            f"checkpoints with weights: {_listing(usable)}"
-        )
-    return SftStart(run_dir=run_dir, record=found)
+    if which.isdigit():
+        found = _at_step(usable, int(which))
+    else:
+        found = next((r for r in reversed(usable) if r.name == which), None)
+    if found is not None:
+        return SftStart(run_dir=run_dir, record=found)
+    valid = ", ".join(f"{r.step} ({r.name!r})" for r in usable) or "none"
+    kind = "step" if which.isdigit() else "name"
+    raise ConfigurationError(
+        f"{what}: {run_dir} has no checkpoint with weights at {kind} {which}; valid "
+        f"steps: {valid} (or {START}); all checkpoints: {_describe(records)}"
+    )
 
 
 def read_json(path: Path) -> Any:

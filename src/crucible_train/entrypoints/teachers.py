@@ -48,9 +48,9 @@ from crucible_train.entrypoints.run_dirs import (
     SftStart,
     StartChoice,
     find_sft_start,
-    parse_run_spec,
     read_json,
     run_checkpoint,
+    split_run_ref,
 )
 from crucible_train.errors import ConfigurationError
 
@@ -132,8 +132,8 @@ def choose_teacher(
                     f"{TEACHER_KEY}={spec} and {key}={configured} both name a teacher; "
                     f"keep one (set {key}=null to use the run)"
                 )
-            path, spec_step = parse_run_spec(str(spec))
-            start = run_checkpoint(path, spec_step, what=TEACHER_KEY)
+            path, which = split_run_ref(str(spec))
+            start = run_checkpoint(path, which, what=TEACHER_KEY)
         elif configured is not None:
             notes = _check_configured(data, settings, backend, str(configured))
             say(f"distill: teacher from the configured {key} = {configured}")

@@ -14,7 +14,6 @@ from crucible_train.entrypoints.eval_models import (
     choose_model,
     model_from_directory,
     model_from_run,
-    split_model_ref,
 )
 from crucible_train.entrypoints.planning import as_overrides
 from crucible_train.errors import ConfigurationError
@@ -39,16 +38,6 @@ def run(tmp_path: Path, sft_run, checkpoint) -> Path:
         "train.renderer=role_colon",
     )
     return made
-
-
-def test_split_model_ref_takes_a_step_or_name_after_the_last_colon(tmp_path: Path) -> None:
-    assert split_model_ref("runs/rl-1") == (Path("runs/rl-1"), None)
-    assert split_model_ref("runs/rl-1:40") == (Path("runs/rl-1"), "40")
-    assert split_model_ref("runs/rl-1:start") == (Path("runs/rl-1"), "start")
-    assert split_model_ref("a:b/c") == (Path("a:b/c"), None)  # a path, not a step
-    odd = tmp_path / "odd:40"
-    odd.mkdir()
-    assert split_model_ref(str(odd)) == (odd, None)  # an existing directory wins
 
 
 def test_the_final_checkpoint_is_sampled_as_the_run_was_configured(run: Path) -> None:
@@ -79,7 +68,7 @@ def test_a_missing_step_lists_the_valid_ones(run: Path) -> None:
     with pytest.raises(ConfigurationError) as info:
         model_from_run(f"{run}:3")
     message = str(info.value)
-    assert "no checkpoint with weights at that step" in message
+    assert "no checkpoint with weights at step 3" in message
     assert "valid steps: 2 ('000002'), 4 ('final')" in message
 
 

@@ -13,8 +13,8 @@ from crucible_train.entrypoints.run_dirs import (
     find_sft_start,
     latest_run,
     new_run_dir,
-    parse_run_spec,
     run_checkpoint,
+    split_run_ref,
 )
 from crucible_train.errors import ConfigurationError
 
@@ -58,24 +58,19 @@ def test_latest_finished_sft_run_is_the_start(tmp_path: Path, sft_run, checkpoin
         find_sft_start(tmp_path, start_from_step=3)
 
 
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    [
-        ("runs/sft-1", (Path("runs/sft-1"), None)),
-        ("runs/sft-1:40", (Path("runs/sft-1"), 40)),
-        ("/a:b/run", (Path("/a:b/run"), None)),  # a colon not followed by a step
-        ("run:", (Path("run:"), None)),
-    ],
-)
-def test_a_run_spec_is_a_directory_and_an_optional_step(
-    spec: str, expected: tuple[Path, int | None]
-) -> None:
-    assert parse_run_spec(spec) == expected
+def test_split_run_ref_takes_a_step_or_name_after_the_last_colon(tmp_path: Path) -> None:
+    assert split_run_ref("runs/rl-1") == (Path("runs/rl-1"), None)
+    assert split_run_ref("runs/rl-1:40") == (Path("runs/rl-1"), "40")
+    assert split_run_ref("runs/rl-1:start") == (Path("runs/rl-1"), "start")
+    assert split_run_ref("a:b/c") == (Path("a:b/c"), None)  # a path, not a step
+    odd = tmp_path / "odd:40"
+    odd.mkdir()
+    assert split_run_ref(str(odd)) == (odd, None)  # an existing directory wins
 
 
-def test_a_run_spec_needs_a_directory() -> None:
+def test_a_run_ref_needs_a_directory() -> None:
     with pytest.raises(ConfigurationError, match="expected RUN_DIR or RUN_DIR:STEP"):
-        parse_run_spec(":3")
+        split_run_ref(":3")
 
 
 def test_a_runs_checkpoint_is_its_final_one_or_the_one_at_a_step(
@@ -84,10 +79,11 @@ def test_a_runs_checkpoint_is_its_final_one_or_the_one_at_a_step(
     run = sft_run(tmp_path, "rl-1", [checkpoint(2), checkpoint(4, final=True)])
     (run / "config.json").write_text("{}")
     assert run_checkpoint(run, None, what="x").record.name == "final"
-    assert run_checkpoint(run, 2, what="x").record.name == "000002"
+    assert run_checkpoint(run, "2", what="x").record.name == "000002"
     with pytest.raises(ConfigurationError) as info:
-        run_checkpoint(run, 3, what="--model")
+        run_checkpoint(run, "3", what="--model")
     assert str(info.value) == (
-        f"--model: {run} has no checkpoint with weights at step 3; its checkpoints with "
-        "weights: '000002' (step 2), 'final' (step 4)"
+        f"--model: {run} has no checkpoint with weights at step 3; valid steps: "
+        "2 ('000002'), 4 ('final') (or start); all checkpoints: '000002' (step 2, weights), "
+        "'final' (step 4, weights, final)"
     )
