@@ -22,6 +22,7 @@ from crucible_train.core.evaluation.evaluators import Evaluator, EvaluatorRunner
 from crucible_train.core.renderers.messages import TrainOnWhat
 from crucible_train.core.training.data import (
     ConversationData,
+    SupervisedRenderer,
     SupervisedRow,
     conversations_to_datums,
     rows_to_datums,
@@ -39,7 +40,14 @@ from crucible_train.recipes.arithmetic.task import (
 )
 from crucible_train.recipes.settings import key_order
 
-__all__ = ["SFT_ROW_KINDS", "SftConfig", "load_held_out_rows", "load_sft_rows", "run_sft_job"]
+__all__ = [
+    "SFT_ROW_KINDS",
+    "SftConfig",
+    "build_sft_data",
+    "load_held_out_rows",
+    "load_sft_rows",
+    "run_sft_job",
+]
 
 SFT_ROW_KINDS: tuple[RowKind, ...] = ("conversation", "prompt_completion")
 """The dataset row kinds SFT trains on and scores ``test/nll`` on."""
@@ -174,6 +182,14 @@ def load_sft_rows(store: DatasetStore, source: str, config: SftConfig) -> list[S
     return cast("list[SupervisedRow]", load_rows(store, source, SFT_ROW_KINDS, config.columns()))
 
 
+def build_sft_data(
+    store: DatasetStore, source: str, config: SftConfig, renderer: SupervisedRenderer
+) -> tuple[list[SupervisedRow], ConversationData]:
+    """The rows of ``source`` (:func:`load_sft_rows`) and the datums ``train sft`` trains on."""
+    rows = load_sft_rows(store, source, config)
+    return rows, rows_to_datums(rows, renderer, **_render_options(config))
+
+
 def load_held_out_rows(store: DatasetStore, config: SftConfig) -> list[Row] | None:
     """The rows of ``config.test_dataset`` (``None`` when unset), for the held-out evaluators.
 
@@ -256,8 +272,7 @@ def _training_data(
         train = conversations_to_datums(conversations, ctx.renderer, **_render_options(config))
         total = len(conversations)
     else:
-        rows = load_sft_rows(ctx.datasets, config.dataset, config)
-        train = rows_to_datums(rows, ctx.renderer, **_render_options(config))
+        rows, train = build_sft_data(ctx.datasets, config.dataset, config, ctx.renderer)
         total = len(rows)
         if isinstance(rows[0], PromptCompletionRow):
             train_on_what = TrainOnWhat.CUSTOMIZED.value
