@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
+from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.core.datasets import PreferenceRow
 from crucible_train.core.renderers import get_renderer
-from crucible_train.errors import ConfigurationError, InvalidDataError
+from crucible_train.errors import AdapterUnavailableError, ConfigurationError, InvalidDataError
 from crucible_train.recipes.dpo import DpoConfig, build_preference_data, load_preference_rows
 
 from fakes import FakeDatasetStore
@@ -136,3 +139,14 @@ def test_an_empty_dataset_is_refused() -> None:
 def test_blank_column_names_are_refused(field: str) -> None:
     with pytest.raises(ConfigurationError, match=f"{field} must be a column name"):
         DpoConfig(**{field: " "})
+
+
+def test_a_dataset_directory_without_the_datasets_package_gives_the_install_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets raises ImportError
+    store = FilesDatasetStore(root=str(tmp_path))
+    with pytest.raises(AdapterUnavailableError, match=r"pip install 'crucible-train\[datasets\]'"):
+        build_preference_data(DpoConfig(dataset="saved:train"), _renderer(), store)
