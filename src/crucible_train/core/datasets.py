@@ -176,6 +176,27 @@ def _messages(value: object, key: str, role: str, where: str) -> tuple[Message, 
     return tuple(_clean(m) for m in value)
 
 
+_KIND_LABELS: dict[RowKind, str] = {
+    "conversation": "conversation",
+    "prompt_completion": "prompt-completion",
+    "prompt": "prompt-only",
+    "preference": "preference",
+}
+
+
+def _kind_columns(kind: RowKind, names: ColumnNames) -> dict[str, str]:
+    """The :class:`ColumnNames` options (→ columns) a row of ``kind`` is told apart by."""
+    return {
+        "conversation": {"messages_key": names.messages_key},
+        "prompt_completion": {
+            "prompt_key": names.prompt_key,
+            "completion_key": names.completion_key,
+        },
+        "prompt": {"prompt_key": names.prompt_key},
+        "preference": {"chosen_key": names.chosen_key, "rejected_key": names.rejected_key},
+    }[kind]
+
+
 def _require(data: Mapping[str, Any], keys: Mapping[str, str], kind: str, where: str) -> None:
     """``keys``: the :class:`ColumnNames` option (``prompt_key``, ...) → the column it names."""
     missing = {option: key for option, key in keys.items() if key not in data}
@@ -198,7 +219,7 @@ def _completion(value: object, key: str, where: str) -> tuple[Message, ...]:
 
 
 def _conversation(data: Mapping[str, Any], names: ColumnNames, where: str) -> ConversationRow:
-    _require(data, {"messages_key": names.messages_key}, "conversation", where)
+    _require(data, _kind_columns("conversation", names), "conversation", where)
     value = data[names.messages_key]
     if isinstance(value, str):
         raise InvalidDataError(
@@ -217,8 +238,7 @@ def _conversation(data: Mapping[str, Any], names: ColumnNames, where: str) -> Co
 def _prompt_completion(
     data: Mapping[str, Any], names: ColumnNames, where: str
 ) -> PromptCompletionRow:
-    required = {"prompt_key": names.prompt_key, "completion_key": names.completion_key}
-    _require(data, required, "prompt-completion", where)
+    _require(data, _kind_columns("prompt_completion", names), "prompt-completion", where)
     return PromptCompletionRow(
         prompt=_messages(data[names.prompt_key], names.prompt_key, "user", where),
         completion=_completion(data[names.completion_key], names.completion_key, where),
@@ -227,7 +247,7 @@ def _prompt_completion(
 
 
 def _prompt(data: Mapping[str, Any], names: ColumnNames, where: str) -> PromptRow:
-    required = {"prompt_key": names.prompt_key}
+    required = _kind_columns("prompt", names)
     if names.answer_key:
         required["answer_key"] = names.answer_key
     _require(data, required, "prompt", where)
@@ -241,8 +261,7 @@ def _prompt(data: Mapping[str, Any], names: ColumnNames, where: str) -> PromptRo
 
 
 def _preference(data: Mapping[str, Any], names: ColumnNames, where: str) -> PreferenceRow:
-    required = {"chosen_key": names.chosen_key, "rejected_key": names.rejected_key}
-    _require(data, required, "preference", where)
+    _require(data, _kind_columns("preference", names), "preference", where)
     chosen = _completion(data[names.chosen_key], names.chosen_key, where)
     rejected = _completion(data[names.rejected_key], names.rejected_key, where)
     for key in (names.prompt_key, names.messages_key):
@@ -274,14 +293,11 @@ _NORMALISERS: dict[str, Callable[[Mapping[str, Any], ColumnNames, str], Row]] = 
 
 def detect_kind(data: Mapping[str, Any], names: ColumnNames = ColumnNames()) -> RowKind | None:
     """The kind of row ``data`` looks like by its columns, or ``None`` when none fits."""
-    if names.chosen_key in data and names.rejected_key in data:
-        return "preference"
-    if names.prompt_key in data and names.completion_key in data:
-        return "prompt_completion"
-    if names.messages_key in data:
-        return "conversation"
-    if names.prompt_key in data:
-        return "prompt"
+    # Most specific first: a preference row may also hold a prompt, a prompt-completion
+    # row is a prompt row with one more column.
+    for kind in ("preference", "prompt_completion", "conversation", "prompt"):
+        if all(column in data for column in _kind_columns(kind, names).values()):
+            return kind
     return None
 
 
@@ -300,27 +316,6 @@ def normalise_record(
     if not isinstance(data, Mapping):
         raise InvalidDataError(f"{record.where}: expected an object of columns")
     return _NORMALISERS[kind](data, names, record.where)
-
-
-_KIND_LABELS: dict[RowKind, str] = {
-    "conversation": "conversation",
-    "prompt_completion": "prompt-completion",
-    "prompt": "prompt-only",
-    "preference": "preference",
-}
-
-
-def _kind_columns(kind: RowKind, names: ColumnNames) -> dict[str, str]:
-    """The :class:`ColumnNames` options (→ columns) a row of ``kind`` is told apart by."""
-    return {
-        "conversation": {"messages_key": names.messages_key},
-        "prompt_completion": {
-            "prompt_key": names.prompt_key,
-            "completion_key": names.completion_key,
-        },
-        "prompt": {"prompt_key": names.prompt_key},
-        "preference": {"chosen_key": names.chosen_key, "rejected_key": names.rejected_key},
-    }[kind]
 
 
 def _kind_problem(
