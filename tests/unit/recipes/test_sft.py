@@ -224,7 +224,8 @@ def test_column_names_are_configurable(tmp_path: Path) -> None:
         ),
         (
             _pc("q", 3),
-            "train.jsonl:2: column 'completion' must be a string or a non-empty list of messages, got int",
+            "train.jsonl:2: column 'completion' must be a string or a non-empty list of "
+            "messages, got int",
         ),
     ],
 )
