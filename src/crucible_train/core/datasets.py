@@ -131,12 +131,20 @@ Row = ConversationRow | PromptCompletionRow | PromptRow | PreferenceRow
 
 
 def is_message(value: object) -> bool:
-    """Whether ``value`` is a ``{"role": str, "content": str | list}`` message."""
-    return (
-        isinstance(value, Mapping)
-        and isinstance(value.get("role"), str)
-        and isinstance(value.get("content"), str | list)
-    )
+    """Whether ``value`` is a ``{"role": str, "content": str | list}`` message.
+
+    An assistant message may leave ``content`` out (or null) when it holds ``tool_calls``
+    or reasoning, as the renderers accept.
+    """
+    if not isinstance(value, Mapping) or not isinstance(value.get("role"), str):
+        return False
+    content = value.get("content")
+    if content is None:
+        # A tool-calling assistant turn often has null content (OpenAI-style data).
+        return value["role"] == "assistant" and any(
+            value.get(key) is not None for key in ("tool_calls", "reasoning_content", "thinking")
+        )
+    return isinstance(content, str | list)
 
 
 def _clean(message: Message) -> dict[str, Any]:
@@ -168,12 +176,35 @@ def _messages(value: object, key: str, role: str, where: str) -> tuple[Message, 
     return tuple(_clean(m) for m in value)
 
 
-def _require(data: Mapping[str, Any], keys: tuple[str, ...], kind: str, where: str) -> None:
-    missing = [key for key in keys if key not in data]
+_KIND_LABELS: dict[RowKind, str] = {
+    "conversation": "conversation",
+    "prompt_completion": "prompt-completion",
+    "prompt": "prompt-only",
+    "preference": "preference",
+}
+
+
+def _kind_columns(kind: RowKind, names: ColumnNames) -> dict[str, str]:
+    """The :class:`ColumnNames` options (→ columns) a row of ``kind`` is told apart by."""
+    return {
+        "conversation": {"messages_key": names.messages_key},
+        "prompt_completion": {
+            "prompt_key": names.prompt_key,
+            "completion_key": names.completion_key,
+        },
+        "prompt": {"prompt_key": names.prompt_key},
+        "preference": {"chosen_key": names.chosen_key, "rejected_key": names.rejected_key},
+    }[kind]
+
+
+def _require(data: Mapping[str, Any], keys: Mapping[str, str], kind: str, where: str) -> None:
+    """``keys``: the :class:`ColumnNames` option (``prompt_key``, ...) → the column it names."""
+    missing = {option: key for option, key in keys.items() if key not in data}
     if missing:
         raise InvalidDataError(
-            f"{where}: a {kind} row needs column(s) {', '.join(map(repr, missing))}; the row "
-            f"has {_columns(data)} (set the column names if the dataset spells them differently)"
+            f"{where}: a {kind} row needs column(s) {', '.join(map(repr, missing.values()))}; "
+            f"the row has {_columns(data)} (set the column names if the dataset spells them "
+            f"differently: {', '.join(missing)})"
         )
 
 
@@ -188,7 +219,7 @@ def _completion(value: object, key: str, where: str) -> tuple[Message, ...]:
 
 
 def _conversation(data: Mapping[str, Any], names: ColumnNames, where: str) -> ConversationRow:
-    _require(data, (names.messages_key,), "conversation", where)
+    _require(data, _kind_columns("conversation", names), "conversation", where)
     value = data[names.messages_key]
     if isinstance(value, str):
         raise InvalidDataError(
@@ -207,7 +238,7 @@ def _conversation(data: Mapping[str, Any], names: ColumnNames, where: str) -> Co
 def _prompt_completion(
     data: Mapping[str, Any], names: ColumnNames, where: str
 ) -> PromptCompletionRow:
-    _require(data, (names.prompt_key, names.completion_key), "prompt-completion", where)
+    _require(data, _kind_columns("prompt_completion", names), "prompt-completion", where)
     return PromptCompletionRow(
         prompt=_messages(data[names.prompt_key], names.prompt_key, "user", where),
         completion=_completion(data[names.completion_key], names.completion_key, where),
@@ -216,7 +247,9 @@ def _prompt_completion(
 
 
 def _prompt(data: Mapping[str, Any], names: ColumnNames, where: str) -> PromptRow:
-    required = (names.prompt_key,) + ((names.answer_key,) if names.answer_key else ())
+    required = _kind_columns("prompt", names)
+    if names.answer_key:
+        required["answer_key"] = names.answer_key
     _require(data, required, "prompt", where)
     extras = {key: value for key, value in data.items() if key != names.prompt_key}
     return PromptRow(
@@ -228,7 +261,7 @@ def _prompt(data: Mapping[str, Any], names: ColumnNames, where: str) -> PromptRo
 
 
 def _preference(data: Mapping[str, Any], names: ColumnNames, where: str) -> PreferenceRow:
-    _require(data, (names.chosen_key, names.rejected_key), "preference", where)
+    _require(data, _kind_columns("preference", names), "preference", where)
     chosen = _completion(data[names.chosen_key], names.chosen_key, where)
     rejected = _completion(data[names.rejected_key], names.rejected_key, where)
     for key in (names.prompt_key, names.messages_key):
@@ -260,14 +293,11 @@ _NORMALISERS: dict[str, Callable[[Mapping[str, Any], ColumnNames, str], Row]] = 
 
 def detect_kind(data: Mapping[str, Any], names: ColumnNames = ColumnNames()) -> RowKind | None:
     """The kind of row ``data`` looks like by its columns, or ``None`` when none fits."""
-    if names.chosen_key in data and names.rejected_key in data:
-        return "preference"
-    if names.prompt_key in data and names.completion_key in data:
-        return "prompt_completion"
-    if names.messages_key in data:
-        return "conversation"
-    if names.prompt_key in data:
-        return "prompt"
+    # Most specific first: a preference row may also hold a prompt, a prompt-completion
+    # row is a prompt row with one more column.
+    for kind in ("preference", "prompt_completion", "conversation", "prompt"):
+        if all(column in data for column in _kind_columns(kind, names).values()):
+            return kind
     return None
 
 
@@ -288,31 +318,59 @@ def normalise_record(
     return _NORMALISERS[kind](data, names, record.where)
 
 
+def _kind_problem(
+    record: DatasetRecord, found: RowKind | None, kinds: tuple[RowKind, ...], names: ColumnNames
+) -> str:
+    expected = " or ".join(
+        f"{_KIND_LABELS[kind]} rows ({' + '.join(map(repr, _kind_columns(kind, names).values()))})"
+        for kind in kinds
+    )
+    options = dict.fromkeys(option for kind in kinds for option in _kind_columns(kind, names))
+    hint = f"(set {', '.join(options)} if the dataset spells them differently)"
+    if found is None:
+        return (
+            f"{record.where}: cannot tell the row format from its columns "
+            f"({_columns(record.data)}); expected {expected} {hint}"
+        )
+    return (
+        f"{record.where}: expected {expected}, got a {_KIND_LABELS[found]} row (columns "
+        f"{_columns(record.data)}) {hint}"
+    )
+
+
 def iter_rows(
     store: DatasetStore,
     source: str,
-    kind: RowKind | None = None,
+    kind: RowKind | tuple[RowKind, ...] | None = None,
     names: ColumnNames = ColumnNames(),
 ) -> Iterator[Row]:
-    """Stream the normalised rows of ``source``; ``kind=None`` takes it from the first row.
+    """Stream the normalised rows of ``source``.
+
+    ``kind`` is the row kind, or several kinds to accept (``None``: any): the first row's
+    columns then tell which (:func:`detect_kind`) and every later row is held to it.
 
     Raises:
-        InvalidDataError: a row is malformed, does not match the kind (names file and
-            line/row), or the dataset holds no rows.
+        InvalidDataError: a row is malformed, does not match the kind, the first row's kind
+            is not one of ``kind`` (names file and line/row, the columns it has and the
+            column options to set), or the dataset holds no rows.
     """
+    accepted = ROW_KINDS if kind is None else (kind,) if isinstance(kind, str) else kind
+    unknown = [name for name in accepted if name not in _NORMALISERS]
+    if unknown:
+        raise InvalidDataError(
+            f"unknown row kind(s) {', '.join(map(repr, unknown))}; valid kinds: "
+            f"{', '.join(ROW_KINDS)}"
+        )
+    fixed: RowKind | None = kind if isinstance(kind, str) else None
     count = 0
     for record in store.iter_records(source):
-        if kind is None:
-            kind = detect_kind(record.data, names)
-            if kind is None:
-                raise InvalidDataError(
-                    f"{record.where}: cannot tell the row format from its columns "
-                    f"({_columns(record.data)}); expected {names.messages_key!r}, "
-                    f"{names.prompt_key!r} (+ {names.completion_key!r}), or "
-                    f"{names.chosen_key!r} + {names.rejected_key!r}"
-                )
+        if fixed is None:
+            found = detect_kind(record.data, names)
+            if found is None or found not in accepted:
+                raise InvalidDataError(_kind_problem(record, found, accepted, names))
+            fixed = found
         count += 1
-        yield normalise_record(record, kind, names)
+        yield normalise_record(record, fixed, names)
     if count == 0:
         raise InvalidDataError(f"{source}: the dataset holds no rows; add at least one row")
 
@@ -320,7 +378,7 @@ def iter_rows(
 def load_rows(
     store: DatasetStore,
     source: str,
-    kind: RowKind | None = None,
+    kind: RowKind | tuple[RowKind, ...] | None = None,
     names: ColumnNames = ColumnNames(),
 ) -> list[Row]:
     """Every normalised row of ``source`` (see :func:`iter_rows`)."""

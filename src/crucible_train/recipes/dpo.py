@@ -1,4 +1,4 @@
-"""``crucible-train train dpo``: DPO on arithmetic preference pairs or a JSONL file of pairs.
+"""``crucible-train train dpo``: DPO on arithmetic preference pairs or a dataset of pairs.
 
 The recipe builds the training and held-out pairs of :class:`DpoConfig` and runs the core
 loop :func:`~crucible_train.core.training.dpo.run_dpo`.
@@ -6,17 +6,21 @@ loop :func:`~crucible_train.core.training.dpo.run_dpo`.
 
 from __future__ import annotations
 
+import itertools
+from typing import cast
+
 import attrs
 
+from crucible_train.core.datasets import ColumnNames, PreferenceRow, iter_rows
 from crucible_train.core.training.data import SupervisedRenderer
 from crucible_train.core.training.dpo import DpoLoopConfig, run_dpo
 from crucible_train.core.training.job import JobContext, LoopResult
-from crucible_train.core.training.preference_data import (
-    PreferenceData,
-    load_preference_pairs,
-    pairs_to_datums,
+from crucible_train.core.training.preference_data import PreferenceData, pairs_to_datums
+from crucible_train.core.training.validators import (
+    column_problem,
+    non_negative_problem,
+    positive_problem,
 )
-from crucible_train.core.training.validators import non_negative_problem, positive_problem
 from crucible_train.ports.dataset_store import DatasetStore
 from crucible_train.recipes.arithmetic.pairs import arithmetic_pairs
 from crucible_train.recipes.arithmetic.task import (
@@ -26,7 +30,7 @@ from crucible_train.recipes.arithmetic.task import (
 )
 from crucible_train.recipes.settings import key_order
 
-__all__ = ["DpoConfig", "build_preference_data", "run_dpo_job"]
+__all__ = ["DpoConfig", "build_preference_data", "load_preference_rows", "run_dpo_job"]
 
 
 @attrs.frozen(
@@ -45,6 +49,9 @@ __all__ = ["DpoConfig", "build_preference_data", "run_dpo_job"]
         "submit_ahead",
         "dataset",
         "test_dataset",
+        "prompt_key",
+        "chosen_key",
+        "rejected_key",
         "train_size",
         "test_size",
         "max_operand",
@@ -77,9 +84,15 @@ class DpoConfig(DpoLoopConfig):
     the task's fields and those whose meaning the recipe narrows.
 
     Args:
-        dataset: ``"arithmetic"`` (built-in pairs) or a JSONL path of preference rows.
-        test_dataset: JSONL of held-out pairs; ``None`` uses the arithmetic test split for
+        dataset: ``"arithmetic"`` (built-in pairs) or a dataset of preference rows
+            (``prompt``/``chosen``/``rejected``, or an implicit prompt shared by chosen and
+            rejected conversations), in any format the DatasetStore port reads.
+        test_dataset: held-out preference rows; ``None`` uses the arithmetic test split for
             ``dataset="arithmetic"`` and no held-out evaluation otherwise.
+        prompt_key: the column holding a preference row's prompt (a ``messages`` column is
+            read as the prompt too; neither: the prompt chosen and rejected share).
+        chosen_key: the column holding the preferred completion.
+        rejected_key: the column holding the other completion.
         train_size: arithmetic training pairs used (``None`` = the whole train split).
         test_size: held-out pairs evaluated (at most).
         max_operand: operands of the arithmetic pairs range over ``0 .. max_operand``.
@@ -89,6 +102,9 @@ class DpoConfig(DpoLoopConfig):
 
     dataset: str = ARITHMETIC
     test_dataset: str | None = None
+    prompt_key: str = ColumnNames().prompt_key
+    chosen_key: str = ColumnNames().chosen_key
+    rejected_key: str = ColumnNames().rejected_key
     train_size: int | None = 1000
     test_size: int = 200
     max_operand: int = DEFAULT_MAX_OPERAND
@@ -102,10 +118,33 @@ class DpoConfig(DpoLoopConfig):
             positive_problem("train_size", self.train_size, allow_none=True),
             positive_problem("max_operand", self.max_operand),
             non_negative_problem("start_from_step", self.start_from_step, allow_none=True),
+            column_problem("prompt_key", self.prompt_key),
+            column_problem("chosen_key", self.chosen_key),
+            column_problem("rejected_key", self.rejected_key),
         ]
         if not isinstance(self.dataset, str) or not self.dataset.strip():
-            problems.append(f"dataset must be 'arithmetic' or a JSONL path, got {self.dataset!r}")
+            problems.append(f"dataset must be 'arithmetic' or a dataset path, got {self.dataset!r}")
         return problems
+
+    def columns(self) -> ColumnNames:
+        """The column names preference rows are read with."""
+        return ColumnNames(
+            prompt_key=self.prompt_key, chosen_key=self.chosen_key, rejected_key=self.rejected_key
+        )
+
+
+def load_preference_rows(
+    store: DatasetStore, source: str, config: DpoConfig, limit: int | None = None
+) -> list[PreferenceRow]:
+    """The first ``limit`` (``None``: every) preference rows of ``source``.
+
+    Raises:
+        InvalidDataError: the dataset is empty, holds another kind of row, or a row is
+            malformed (names the file and line/row, the columns it has, the ``*_key`` to set).
+    """
+    rows = iter_rows(store, source, ("preference",), config.columns())
+    # iter_rows holds every row to the preference kind.
+    return cast("list[PreferenceRow]", list(itertools.islice(rows, limit)))
 
 
 def build_preference_data(
@@ -121,10 +160,10 @@ def build_preference_data(
             else []
         )
     else:
-        train = load_preference_pairs(datasets, config.dataset)
+        train = load_preference_rows(datasets, config.dataset, config)
         test = []
     if config.test_dataset is not None:
-        test = load_preference_pairs(datasets, config.test_dataset)[: config.test_size]
+        test = load_preference_rows(datasets, config.test_dataset, config, config.test_size)
     return pairs_to_datums(train, renderer), pairs_to_datums(test, renderer)
 
 

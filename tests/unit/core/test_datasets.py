@@ -141,3 +141,45 @@ def test_iter_rows_streams_rows_before_a_bad_one():
     assert next(stream).prompt == ({"role": "user", "content": "a"},)  # type: ignore[union-attr]
     with pytest.raises(InvalidDataError, match="d:2: a prompt row needs column"):
         next(stream)
+
+
+def test_a_tuple_of_kinds_detects_and_refuses_the_others_naming_the_options():
+    sft = ("conversation", "prompt_completion")
+    (row,) = rows([{"prompt": "hi", "completion": "hello"}], kind=sft)
+    assert isinstance(row, PromptCompletionRow)
+    (row,) = rows([{"messages": [USER, BOT]}], kind=sft)
+    assert isinstance(row, ConversationRow)
+    with pytest.raises(InvalidDataError) as info:
+        rows([{"prompt": "hi", "answer": "x"}], kind=sft)
+    assert str(info.value) == (
+        "d:1: expected conversation rows ('messages') or prompt-completion rows ('prompt' + "
+        "'completion'), got a prompt-only row (columns 'prompt', 'answer') (set messages_key, "
+        "prompt_key, completion_key if the dataset spells them differently)"
+    )
+    with pytest.raises(InvalidDataError, match=r"d:1: cannot tell the row format .* \('q'\)"):
+        rows([{"q": "x"}], kind=("preference",))
+    # Later rows are held to the first row's kind.
+    with pytest.raises(InvalidDataError, match="d:2: a conversation row needs column"):
+        rows([{"messages": [USER, BOT]}, {"prompt": "hi", "completion": "hello"}], kind=sft)
+    with pytest.raises(InvalidDataError, match="unknown row kind"):
+        rows([{"prompt": "a"}], kind=("prompt", "bogus"))  # type: ignore[arg-type]
+
+
+def test_missing_columns_name_the_option_to_set():
+    names = ColumnNames(prompt_key="question", answer_key="solution")
+    with pytest.raises(InvalidDataError) as info:
+        rows([{"question": "q", "answer": "a"}], kind="prompt", names=names)
+    assert str(info.value).endswith(
+        "the row has 'question', 'answer' (set the column names if the dataset spells them "
+        "differently: answer_key)"
+    )
+
+
+def test_an_assistant_turn_that_only_calls_tools_needs_no_content():
+    call = {"role": "assistant", "content": None, "tool_calls": [{"name": "f"}]}
+    (row,) = rows([{"messages": [USER, call]}])
+    # null content is dropped like every other null key (as the renderers take it).
+    assert row.messages == (USER, {"role": "assistant", "tool_calls": [{"name": "f"}]})
+    for bad in ({"role": "assistant", "content": None}, {"role": "user", "tool_calls": []}):
+        with pytest.raises(InvalidDataError, match="item 1 must be"):
+            rows([{"messages": [USER, bad]}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,13 @@ from crucible_train.adapters.files.dataset_store import FilesDatasetStore
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.job import JobContext
 from crucible_train.core.training.sft import SftLoopConfig
-from crucible_train.errors import ConfigurationError, DatasetNotFoundError, InvalidDataError
+from crucible_train.errors import (
+    AdapterUnavailableError,
+    ConfigurationError,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    InvalidDataError,
+)
 from crucible_train.recipes.sft import SftConfig, run_sft_job
 from crucible_train.types import TokensWithLogprobs
 
@@ -138,11 +145,133 @@ def test_missing_empty_and_malformed_datasets_name_the_file(tmp_path: Path) -> N
     with pytest.raises(DatasetNotFoundError, match=r"nope\.jsonl"):
         run_sft_job(ctx, SftConfig(dataset="nope.jsonl"))
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(InvalidDataError, match=r"empty\.jsonl: the dataset holds no records"):
+    with pytest.raises(InvalidDataError, match=r"empty\.jsonl: the dataset holds no rows"):
         run_sft_job(ctx, SftConfig(dataset=str(tmp_path / "empty.jsonl")))
     bad = _jsonl(tmp_path / "bad.jsonl", [_chat("a", "b"), {"text": "x"}])
-    with pytest.raises(InvalidDataError, match=r"bad.jsonl:2: expected"):
+    with pytest.raises(InvalidDataError) as info:
         run_sft_job(ctx, SftConfig(dataset=bad))
+    assert str(info.value) == (
+        f"{bad}:2: a conversation row needs column(s) 'messages'; the row has 'text' (set "
+        "the column names if the dataset spells them differently: messages_key)"
+    )
+    (tmp_path / "broken.jsonl").write_text('{"messages": [{"role": "user", "content": "q"}]}\n{x\n')
+    with pytest.raises(DatasetFormatError, match=r"broken\.jsonl:2"):
+        run_sft_job(ctx, SftConfig(dataset=str(tmp_path / "broken.jsonl")))
+
+
+def _pc(prompt: Any, completion: Any) -> dict[str, Any]:
+    return {"prompt": prompt, "completion": completion}
+
+
+def test_prompt_completion_rows_train_on_the_completion_only(tmp_path: Path) -> None:
+    ctx, client, sink, progress, _store = _ctx(tmp_path)
+    rows = [_pc("Reverse: ab", "ba"), _pc([{"role": "user", "content": "Reverse: xy"}], "yx")]
+    train = _jsonl(tmp_path / "train.jsonl", rows)
+    test = _jsonl(tmp_path / "test.jsonl", [_pc("Reverse: cd", "dc")])
+    config = SftConfig(
+        dataset=train,
+        test_dataset=test,
+        batch_size=2,
+        max_steps=1,
+        eval_every=0,
+        train_on_what="all_tokens",  # a conversational setting: not applied to these rows
+    )
+    run_sft_job(ctx, config)
+    assert any(
+        "prompt-completion rows: training on the completion only" in n for n in progress.notes
+    )
+    tokenizer = ByteLevelTokenizer(special_tokens=SPECIALS, vocab_size=512)
+    trained = set()
+    for batch in client.batches:
+        for datum in batch.datums:
+            targets = datum.loss_fn_inputs["target_tokens"].to_numpy()
+            weights = datum.loss_fn_inputs["weights"].to_numpy()
+            trained.add(
+                tokenizer.decode([int(t) for t, w in zip(targets, weights, strict=True) if w])
+            )
+    assert trained == {"ba<|im_end|>", "yx<|im_end|>"}
+    assert "test/nll" in _keys(sink)
+
+
+def test_column_names_are_configurable(tmp_path: Path) -> None:
+    ctx, client, *_ = _ctx(tmp_path)
+    rows = [{"question": "Reverse: ab", "reply": "ba"}, {"question": "q", "reply": "a"}]
+    train = _jsonl(tmp_path / "train.jsonl", rows)
+    config = SftConfig(
+        dataset=train, prompt_key="question", completion_key="reply", batch_size=2, max_steps=1
+    )
+    run_sft_job(ctx, config)
+    chats = [{"chat": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]
+    ctx2, client2, *_ = _ctx(tmp_path)
+    chat = _jsonl(tmp_path / "chat.jsonl", chats)
+    run_sft_job(ctx2, SftConfig(dataset=chat, messages_key="chat", batch_size=1, max_steps=1))
+    assert len(client.trained) == len(client2.trained) == 1
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            _pc("q", [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]),
+            "train.jsonl:2: the last message of 'completion' must be the assistant's, got role "
+            "'user'",
+        ),
+        (
+            {"prompt": "q"},
+            "train.jsonl:2: a prompt-completion row needs column(s) 'completion'; the row has "
+            "'prompt' (set the column names if the dataset spells them differently: "
+            "completion_key)",
+        ),
+        (
+            _pc("q", 3),
+            "train.jsonl:2: column 'completion' must be a string or a non-empty list of "
+            "messages, got int",
+        ),
+    ],
+)
+def test_a_malformed_prompt_completion_row_names_the_line(
+    tmp_path: Path, row: dict[str, Any], message: str
+) -> None:
+    ctx, *_ = _ctx(tmp_path)
+    train = _jsonl(tmp_path / "train.jsonl", [_pc("q", "a"), row])
+    with pytest.raises(InvalidDataError) as info:
+        run_sft_job(ctx, SftConfig(dataset=train, batch_size=1))
+    assert str(info.value).endswith(message)
+
+
+def test_datasets_of_another_format_are_refused_naming_the_keys(tmp_path: Path) -> None:
+    ctx, *_ = _ctx(tmp_path)
+    prefs = _jsonl(tmp_path / "prefs.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    expected = (
+        "expected conversation rows ('messages') or prompt-completion rows ('prompt' + "
+        "'completion'), got a preference row (columns 'prompt', 'chosen', 'rejected') (set "
+        "messages_key, prompt_key, completion_key if the dataset spells them differently)"
+    )
+    with pytest.raises(InvalidDataError) as info:
+        run_sft_job(ctx, SftConfig(dataset=prefs))
+    assert str(info.value) == f"{prefs}:1: {expected}"
+    # The held-out set is held to the same formats.
+    train = _jsonl(tmp_path / "train.jsonl", [_chat("a", "b")])
+    with pytest.raises(InvalidDataError) as info:
+        run_sft_job(ctx, SftConfig(dataset=train, test_dataset=prefs, batch_size=1))
+    assert str(info.value) == f"{prefs}:1: {expected}"
+    prompts = _jsonl(tmp_path / "prompts.jsonl", [{"prompt": "q", "answer": "a"}])
+    with pytest.raises(
+        InvalidDataError, match=r"got a prompt-only row \(columns 'prompt', 'answer'\)"
+    ):
+        run_sft_job(ctx, SftConfig(dataset=prompts))
+
+
+def test_a_dataset_directory_without_the_datasets_package_gives_the_install_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, *_ = _ctx(tmp_path)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "state.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets raises ImportError
+    with pytest.raises(AdapterUnavailableError, match=r"pip install 'crucible-train\[datasets\]'"):
+        run_sft_job(ctx, SftConfig(dataset=str(saved)))
 
 
 @pytest.mark.parametrize(
@@ -164,6 +293,9 @@ def test_missing_empty_and_malformed_datasets_name_the_file(tmp_path: Path) -> N
         ("max_operand", 0),
         ("train_on_what", "everything"),
         ("max_length", 1),
+        ("messages_key", ""),
+        ("prompt_key", " "),
+        ("completion_key", 3),
         ("normalize_weights", "yes"),
         ("eval_max_tokens", 0),
         ("lr_schedule", "exponential"),

@@ -1,4 +1,4 @@
-"""Supervised data: conversations → shifted, weighted datums → seeded batches.
+"""Supervised data: conversations or loader rows → shifted, weighted datums → seeded batches.
 
 A rendered example of ``n`` tokens becomes a datum of ``n-1`` positions: position ``i`` reads
 tokens ``0..i`` and predicts token ``i+1``, with that token's weight. Examples with no
@@ -15,18 +15,24 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from crucible_train.core.datasets import ConversationRow, PromptCompletionRow
+from crucible_train.core.renderers.messages import TrainOnWhat
 from crucible_train.errors import ConfigurationError, InvalidDataError
-from crucible_train.ports.dataset_store import DatasetStore
 from crucible_train.types import Datum, EncodedTextChunk, ModelInput, TensorData
 
 __all__ = [
     "ConversationData",
     "SupervisedRenderer",
+    "SupervisedRow",
     "batch_indices",
     "conversations_to_datums",
     "datum_from_example",
-    "load_conversations",
+    "rows_to_datums",
 ]
+
+
+SupervisedRow = ConversationRow | PromptCompletionRow
+"""A loader row SFT trains on (see :mod:`crucible_train.core.datasets`)."""
 
 
 class SupervisedRenderer(Protocol):
@@ -105,9 +111,50 @@ def conversations_to_datums(
     normalize: bool = False,
 ) -> ConversationData:
     """Render every conversation (``{"messages": [...], "tools": [...]?}``) into a datum."""
+    return _render_all(
+        ((conversation, train_on_what) for conversation in conversations),
+        renderer,
+        max_length=max_length,
+        normalize=normalize,
+    )
+
+
+def rows_to_datums(
+    rows: Iterable[SupervisedRow],
+    renderer: SupervisedRenderer,
+    *,
+    train_on_what: str,
+    max_length: int | None = None,
+    normalize: bool = False,
+) -> ConversationData:
+    """Render loader rows: a conversation with ``train_on_what``, a prompt-completion row on
+    its completion only (``customized``, from the row's ``trainable`` flags)."""
+    return _render_all(
+        (
+            (
+                row.conversation(),
+                TrainOnWhat.CUSTOMIZED.value
+                if isinstance(row, PromptCompletionRow)
+                else train_on_what,
+            )
+            for row in rows
+        ),
+        renderer,
+        max_length=max_length,
+        normalize=normalize,
+    )
+
+
+def _render_all(
+    items: Iterable[tuple[Mapping[str, Any], str]],
+    renderer: SupervisedRenderer,
+    *,
+    max_length: int | None,
+    normalize: bool,
+) -> ConversationData:
     datums: list[Datum] = []
     skipped = 0
-    for conversation in conversations:
+    for conversation, train_on_what in items:
         model_input, weights = renderer.build_supervised_example(
             conversation["messages"], train_on_what, tools=conversation.get("tools")
         )
@@ -117,34 +164,6 @@ def conversations_to_datums(
         else:
             datums.append(datum)
     return ConversationData(datums=tuple(datums), skipped=skipped)
-
-
-def load_conversations(store: DatasetStore, source: str) -> list[dict[str, Any]]:
-    """Every ``{"messages": [...]}`` record of a JSONL dataset.
-
-    Raises:
-        InvalidDataError: the file is empty, or a record lacks a list of message objects
-            (names the file and line).
-    """
-    out: list[dict[str, Any]] = []
-    for record in store.iter_records(source):
-        messages = record.data.get("messages")
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(isinstance(m, Mapping) for m in messages)
-        ):
-            raise InvalidDataError(
-                f'{record.source}:{record.line}: expected {{"messages": [{{"role": ..., '
-                '"content": ...}, ...]}} (a non-empty list of message objects)'
-            )
-        tools = record.data.get("tools")
-        out.append({"messages": messages, **({"tools": tools} if tools else {})})
-    if not out:
-        raise InvalidDataError(
-            f'{source}: the dataset holds no records; add JSONL lines with "messages"'
-        )
-    return out
 
 
 def batch_indices(n_items: int, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:

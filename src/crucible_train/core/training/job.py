@@ -46,7 +46,7 @@ class JobContext:
     Attributes:
         training: the model being trained (for ``distill``: the student).
         renderer: chat format over the model's tokenizer.
-        datasets: reads JSONL datasets named in the recipe's config.
+        datasets: reads the datasets named in the recipe's config (any source format).
         metrics: every sink of the run (files, console, wandb, ...).
         run_store: the run's checkpoint records, metric rewind and stored arrays.
         progress: live progress reporting.

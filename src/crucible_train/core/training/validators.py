@@ -24,6 +24,7 @@ __all__ = [
     "check_optional_whole",
     "check_positive",
     "check_whole",
+    "column_problem",
     "finite_positive_problem",
     "non_negative_problem",
     "number_problem",
@@ -108,4 +109,11 @@ def non_negative_problem(name: str, value: int | None, *, allow_none: bool = Fal
         return None
     if value is None or value < 0:
         return f"{name} must be >= 0, got {value!r}"
+    return None
+
+
+def column_problem(name: str, value: object) -> str | None:
+    """``name must be a column name ...`` unless ``value`` is a non-blank string."""
+    if not isinstance(value, str) or not value.strip():
+        return f"{name} must be a column name (a non-empty string), got {value!r}"
     return None

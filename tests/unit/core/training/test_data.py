@@ -1,29 +1,20 @@
-"""Supervised data: shift by one, weights, skipping, JSONL loading, seeded batches."""
+"""Supervised data: shift by one, weights, skipping, loader rows, seeded batches."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
-from crucible_train.adapters.files.dataset_store import FilesDatasetStore
+from crucible_train.core.datasets import ConversationRow, PromptCompletionRow
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.data import (
     batch_indices,
     conversations_to_datums,
     datum_from_example,
-    load_conversations,
+    rows_to_datums,
 )
-from crucible_train.errors import (
-    ConfigurationError,
-    DatasetFormatError,
-    DatasetNotFoundError,
-    InvalidDataError,
-)
+from crucible_train.errors import ConfigurationError, InvalidDataError
 from crucible_train.types import ModelInput
-
-from fakes import FakeDatasetStore
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
@@ -73,28 +64,43 @@ def test_conversations_without_trainable_tokens_are_skipped_and_counted() -> Non
     assert 0 < weights.sum() < len(weights)
 
 
-def test_load_conversations_names_the_bad_line() -> None:
-    good = {"messages": [{"role": "user", "content": "q"}]}
-    store = FakeDatasetStore({"data.jsonl": [good, {"messages": "nope"}]})
-    with pytest.raises(InvalidDataError, match=r"data.jsonl:2: expected"):
-        load_conversations(store, "data.jsonl")
-    with pytest.raises(InvalidDataError, match="holds no records"):
-        load_conversations(FakeDatasetStore({"empty.jsonl": []}), "empty.jsonl")
-    with_tools = {**good, "tools": [{"type": "function"}]}
-    loaded = load_conversations(FakeDatasetStore({"x": [with_tools]}), "x")
-    assert loaded == [{**good, "tools": [{"type": "function"}]}]
+def _trained_text(datum) -> str:  # type: ignore[no-untyped-def]
+    targets = datum.loss_fn_inputs["target_tokens"].to_numpy()
+    weights = datum.loss_fn_inputs["weights"].to_numpy()
+    tokens = [int(t) for t, w in zip(targets, weights, strict=True) if w]
+    return ByteLevelTokenizer(special_tokens=SPECIALS, vocab_size=512).decode(tokens)
 
 
-def test_files_store_errors_name_path_and_line(tmp_path: Path) -> None:
-    store = FilesDatasetStore(root=str(tmp_path))
-    with pytest.raises(DatasetNotFoundError, match=r"missing\.jsonl"):
-        load_conversations(store, "missing.jsonl")
-    (tmp_path / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "q"}]}\n{x\n')
-    with pytest.raises(DatasetFormatError, match=r"bad.jsonl:2"):
-        load_conversations(store, "bad.jsonl")
-    (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(InvalidDataError, match=r"empty\.jsonl: the dataset holds no records"):
-        load_conversations(store, "empty.jsonl")
+def test_prompt_completion_rows_train_on_the_completion_only() -> None:
+    few_shot = (
+        {"role": "user", "content": "Reverse: ab"},
+        {"role": "assistant", "content": "ba"},
+        {"role": "user", "content": "Reverse: xyz"},
+    )
+    completion = ({"role": "assistant", "content": "zyx"},)
+    rows = [
+        PromptCompletionRow(prompt=few_shot, completion=completion),
+        ConversationRow(messages=few_shot + completion),
+    ]
+    data = rows_to_datums(rows, _renderer(), train_on_what="all_assistant_messages")
+    completion_only, conversation = data.datums
+    # The prompt's assistant turn is not trained although train_on_what names every
+    # assistant message: a prompt-completion row renders with its trainable flags.
+    assert _trained_text(completion_only) == "zyx<|im_end|>"
+    assert _trained_text(conversation) == "ba<|im_end|>zyx<|im_end|>"
+    assert completion_only.model_input == conversation.model_input
+    # With one assistant reply, the completion is exactly what last_assistant_message trains.
+    single = rows_to_datums(
+        [PromptCompletionRow(prompt=few_shot[2:], completion=completion)],
+        _renderer(),
+        train_on_what="last_assistant_message",
+    )
+    same = conversations_to_datums(
+        [{"messages": [*few_shot[2:], *completion]}],
+        _renderer(),
+        train_on_what="last_assistant_message",
+    )
+    assert single == same
 
 
 def test_batches_are_a_seeded_permutation_per_epoch() -> None:
