@@ -114,12 +114,10 @@ def run_distill_job(ctx: JobContext, config: DistillConfig) -> LoopResult:
         max_operand=config.max_operand,
         groups_per_batch=config.groups_per_batch,
         group_size=config.group_size,
-        format_coef=0.0,
         seed=config.seed,
         eval_every=config.eval_every,
         eval_problems=config.eval_problems,
         max_tokens=config.max_tokens,
-        prompt_only=True,
         num_batches=config.max_steps,
     )
     return run_distill(

@@ -1,7 +1,7 @@
 """An RL dataset over prompt rows: every recipe's prompts, whatever their source.
 
 Core layer. :class:`PromptRowDataset` turns :class:`~crucible_train.core.datasets.PromptRow`
-s (a user's JSONL, a Parquet file, the built-in arithmetic task ...) into batches of
+s (a user's JSONL, a Parquet file, a built-in task's rows ...) into batches of
 :class:`PromptGroup` s: ``group_size`` single-turn environments that share the row's
 generation prompt. The environments give reward 0 (:class:`PromptOnlyEnv`): what a sampled
 answer is worth is decided for the whole batch afterwards, by a reward over the row
@@ -26,6 +26,10 @@ from crucible_train.errors import ConfigurationError
 from crucible_train.types import ModelInput
 
 __all__ = ["PromptGroup", "PromptRowDataset"]
+
+
+def _row_tuple(rows: Sequence[PromptRow]) -> tuple[PromptRow, ...]:
+    return tuple(rows)
 
 
 class PromptGroup(EnvGroupBuilder):
@@ -67,7 +71,7 @@ class PromptRowDataset:
         ConfigurationError: fewer rows than ``groups_per_batch``, or a size below 1.
     """
 
-    rows: Sequence[PromptRow] = attrs.field(converter=tuple)
+    rows: Sequence[PromptRow] = attrs.field(converter=_row_tuple)
     renderer: Renderer
     groups_per_batch: int
     group_size: int
