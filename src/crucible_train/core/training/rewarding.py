@@ -35,7 +35,7 @@ from crucible_train.core.rewards import (
 )
 from crucible_train.core.training.envs import EnvGroupBuilder, Trajectory, TrajectoryGroup
 from crucible_train.core.training.prompt_rows import PromptGroup
-from crucible_train.errors import ConfigurationError
+from crucible_train.errors import ConfigurationError, PortError
 
 __all__ = [
     "BatchRewarder",
@@ -68,10 +68,20 @@ def reward_clients(specs: RewardSpecs | None) -> frozenset[Literal["llm", "embed
 
 
 class _StandIn:
-    """A client that is never called: lets a spec needing a port be checked without one."""
+    """LLM and embedding client that is never called: lets a spec needing a port be
+    checked before the port is built."""
 
-    def __getattr__(self, name: str) -> Any:
-        raise ConfigurationError("a reward was called while its specs were being checked")
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
+        # A port error, not a ConfigurationError: a scorer's option probe must not take
+        # the missing client for a bad option.
+        raise PortError("no client yet: the reward specs are only being checked")
+
+    chat = complete = embed_texts = _refuse
+
+    @property
+    def dimension(self) -> int:
+        """Refused."""
+        return int(self._refuse())
 
 
 def check_reward_specs(specs: RewardSpecs, max_failure_rate: float = 0.1) -> None:

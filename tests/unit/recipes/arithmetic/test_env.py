@@ -78,7 +78,8 @@ def test_batches_are_prompt_only_groups_of_the_train_split_in_order_then_cycled(
     groups = dataset.get_batch(0)
     assert [r.answer for r in batch] == [p.answer for p in problems[:4]]
     envs = groups[0].make_envs()
-    assert len({id(e) for e in envs}) == 3 and all(isinstance(e, PromptOnlyEnv) for e in envs)
+    assert len({id(e) for e in envs}) == 3
+    assert all(isinstance(e, PromptOnlyEnv) for e in envs)
     prompt, stop = envs[0].initial_observation()
     assert prompt == renderer.build_generation_prompt(problems[0].prompt())
     assert list(stop) == list(renderer.get_stop_sequences())
