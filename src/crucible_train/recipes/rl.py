@@ -12,15 +12,13 @@ way: its rows carry ``answer`` and its reward is
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from crucible_train.core.datasets import ColumnNames, PromptRow, iter_rows
+from crucible_train.core.datasets import ColumnNames
 from crucible_train.core.evaluation.evaluators import Evaluator, EvaluatorRunner
-from crucible_train.core.evaluation.reward_evaluator import RewardEvaluator
-from crucible_train.core.rewards import CombinedReward, build_rewards
 from crucible_train.core.training.job import JobContext, LoopResult
 from crucible_train.core.training.prompt_rows import PromptRowDataset
 from crucible_train.core.training.rewarding import (
@@ -35,16 +33,19 @@ from crucible_train.core.training.validators import (
     check_whole,
 )
 from crucible_train.errors import ConfigurationError
-from crucible_train.ports.dataset_store import DatasetStore
 from crucible_train.recipes.arithmetic.env import arithmetic_reward_specs, arithmetic_rl_data
 from crucible_train.recipes.arithmetic.task import ARITHMETIC, DEFAULT_MAX_OPERAND
+from crucible_train.recipes.prompts import (
+    build_job_reward,
+    load_prompt_rows,
+    reward_test_evaluator,
+)
 from crucible_train.recipes.settings import key_order
 
 __all__ = [
     "ARITHMETIC_RL_DEFAULTS",
     "DATASET_RL_DEFAULTS",
     "RlConfig",
-    "load_prompt_rows",
     "run_rl_job",
 ]
 
@@ -203,20 +204,6 @@ class RlConfig(RlLoopConfig):
         return ColumnNames(prompt_key=self.prompt_key, answer_key=self.answer_key)
 
 
-def load_prompt_rows(store: DatasetStore, source: str, names: ColumnNames) -> list[PromptRow]:
-    """Every prompt-only row of ``source`` (see :func:`crucible_train.core.datasets.iter_rows`).
-
-    Raises:
-        InvalidDataError: a row lacks the prompt or answer column (file, row, its
-            columns) or is malformed; the dataset is empty.
-    """
-    rows = []
-    for row in iter_rows(store, source, kind="prompt", names=names):
-        assert isinstance(row, PromptRow)  # kind="prompt" gives prompt rows only
-        rows.append(row)
-    return rows
-
-
 def _dataset_setup(
     ctx: JobContext, config: RlConfig, loop: RlLoopConfig
 ) -> tuple[PromptRowDataset, list[Evaluator]]:
@@ -244,13 +231,6 @@ def _dataset_setup(
     return dataset, []
 
 
-def _reward(ctx: JobContext, specs: RewardSpecs, max_failure_rate: float) -> CombinedReward:
-    listed: Sequence[Any] = [specs] if isinstance(specs, str | Mapping) else specs
-    return build_rewards(
-        listed, max_failure_rate=max_failure_rate, llm=ctx.llm, embedding=ctx.embedding
-    )
-
-
 def run_rl_job(ctx: JobContext, config: RlConfig) -> LoopResult:
     """``train rl``: the prompt rows, reward and evaluators of ``config`` on ``ctx.training``.
 
@@ -262,16 +242,18 @@ def run_rl_job(ctx: JobContext, config: RlConfig) -> LoopResult:
             ``max_reward_failure_rate`` of an iteration's samples.
     """
     loop = config.loop_config()
-    reward = _reward(ctx, config.reward_specs(), config.max_reward_failure_rate)
+    reward = build_job_reward(ctx, config.reward_specs(), config.max_reward_failure_rate)
     dataset, evaluators = _dataset_setup(ctx, config, loop)
     if config.test_dataset is not None:
-        rows = load_prompt_rows(ctx.datasets, config.test_dataset, config.columns())
         evaluators.append(
-            RewardEvaluator(
-                rows=rows[: config.eval_problems],
+            reward_test_evaluator(
+                ctx.datasets,
+                config.test_dataset,
                 renderer=ctx.renderer,
                 reward=reward,
                 max_tokens=loop.max_tokens,
+                limit=config.eval_problems,
+                names=config.columns(),
             )
         )
     runner = (

@@ -14,6 +14,7 @@ from crucible_train.core.evaluation.evaluators import Evaluator, EvaluatorRunner
 from crucible_train.core.renderers.messages import TrainOnWhat
 from crucible_train.core.training.data import conversations_to_datums, load_conversations
 from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.core.training.rewarding import check_reward_specs
 from crucible_train.core.training.sft import SftLoopConfig, run_sft
 from crucible_train.core.training.validators import whole_problem
 from crucible_train.errors import ConfigurationError
@@ -22,6 +23,11 @@ from crucible_train.recipes.arithmetic.task import (
     ARITHMETIC,
     DEFAULT_MAX_OPERAND,
     ArithmeticTask,
+)
+from crucible_train.recipes.prompts import (
+    build_job_reward,
+    is_prompt_dataset,
+    reward_test_evaluator,
 )
 from crucible_train.recipes.settings import key_order
 
@@ -48,6 +54,7 @@ __all__ = ["SftConfig", "run_sft_job"]
         "grad_clip_norm",
         "dataset",
         "test_dataset",
+        "test_reward",
         "test_size",
         "max_operand",
         "train_on_what",
@@ -72,14 +79,21 @@ class SftConfig(SftLoopConfig):
             step; 0 runs them only after the last step.
         dataset: ``"arithmetic"`` (the built-in task) or a JSONL file of
             ``{"messages": [...]}`` lines, read through the DatasetStore port.
-        test_dataset: a JSONL file of held-out conversations for ``test/nll``; for
-            ``arithmetic`` the task's held-out split is used when this is ``None``.
-        test_size: held-out arithmetic problems evaluated (``test/nll``, ``test/accuracy``).
+        test_dataset: a JSONL file of held-out conversations for ``test/nll``, or of
+            prompt-only rows (``prompt``, ``answer``, ...) answered greedily and scored with
+            test_reward (``test/reward``, ``test/<label>``); for ``arithmetic`` the task's
+            held-out split is used when this is ``None``.
+        test_reward: the reward spec(s) scoring a prompt-only test_dataset (a name, a
+            ``package.module:function`` path or a list of ``{name, weight, ...options}``;
+            see docs/rewards.md).
+        test_size: held-out arithmetic problems evaluated (``test/nll``, ``test/accuracy``),
+            or prompt-only test_dataset rows scored (at most).
         max_operand: arithmetic operands range over ``0 .. max_operand``.
         train_on_what: which tokens get weight (a ``TrainOnWhat`` value).
         max_length: keep at most this many tokens of each conversation; ``None`` keeps all.
         normalize_weights: per-example token-mean weights instead of per-token 0/1.
-        eval_max_tokens: new tokens sampled per arithmetic answer for ``test/accuracy``.
+        eval_max_tokens: new tokens sampled per greedy answer (arithmetic ``test/accuracy``,
+            a prompt-only test_dataset's ``test/reward``).
 
     Raises:
         ConfigurationError: a field is out of range (the message names it).
@@ -88,6 +102,7 @@ class SftConfig(SftLoopConfig):
     eval_every: int = 100
     dataset: str = ARITHMETIC
     test_dataset: str | None = None
+    test_reward: str | list[str | dict[str, Any]] | dict[str, Any] = "exact_match"
     test_size: int = 200
     max_operand: int = DEFAULT_MAX_OPERAND
     train_on_what: str = "last_assistant_message"
@@ -111,6 +126,10 @@ class SftConfig(SftLoopConfig):
             not isinstance(self.test_dataset, str) or not self.test_dataset.strip()
         ):
             problems.append(f"test_dataset must be a JSONL path or null, got {self.test_dataset!r}")
+        try:
+            check_reward_specs(self.test_reward)
+        except ConfigurationError as exc:
+            problems.append(f"test_reward: {exc}")
         allowed = [item.value for item in TrainOnWhat]
         if self.train_on_what not in allowed:
             problems.append(f"train_on_what must be one of {allowed}, got {self.train_on_what!r}")
@@ -174,7 +193,18 @@ def run_sft_job(ctx: JobContext, config: SftConfig) -> LoopResult:
 
     evaluators: list[Evaluator] = []
     test_conversations: list[dict[str, Any]] | None = None
-    if config.test_dataset is not None:
+    if config.test_dataset is not None and is_prompt_dataset(ctx.datasets, config.test_dataset):
+        evaluators.append(
+            reward_test_evaluator(
+                ctx.datasets,
+                config.test_dataset,
+                renderer=renderer,
+                reward=build_job_reward(ctx, config.test_reward),
+                max_tokens=config.eval_max_tokens,
+                limit=config.test_size,
+            )
+        )
+    elif config.test_dataset is not None:
         test_conversations = load_conversations(ctx.datasets, config.test_dataset)
     elif task is not None:
         test_conversations = [
