@@ -3,15 +3,27 @@ reward equal, bit for bit, to the old environment's ``correct + format_coef * (f
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+import numpy as np
 import pytest
 
 from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.renderers.base import Renderer
 from crucible_train.core.rewards import build_rewards
-from crucible_train.core.training.envs import PromptOnlyEnv, Trajectory, TrajectoryGroup, Transition
+from crucible_train.core.training.envs import (
+    GroupOf,
+    PromptOnlyEnv,
+    StepResult,
+    Trajectory,
+    TrajectoryGroup,
+    Transition,
+)
 from crucible_train.core.training.prompt_rows import PromptGroup, PromptRowDataset
 from crucible_train.core.training.rewarding import BatchRewarder
+from crucible_train.core.training.rl import RlLoopConfig, run_rl
 from crucible_train.errors import ConfigurationError
 from crucible_train.recipes.arithmetic.env import (
     arithmetic_reward_specs,
@@ -20,6 +32,8 @@ from crucible_train.recipes.arithmetic.env import (
 )
 from crucible_train.recipes.arithmetic.task import ArithmeticProblem, ArithmeticTask
 from crucible_train.types import TokensWithLogprobs
+
+from fakes import FakeMetricsSink, FakeRunStore, FakeTrainingClient
 
 
 @pytest.fixture
@@ -121,3 +135,86 @@ def test_the_reward_specs_give_the_old_env_reward_bit_for_bit(
     assert scored.total_rewards() == expected  # exact, not approximately
     assert metrics["reward/correct/mean"] == 2 / len(actions)  # "7" and " 7\n", stopped
     assert metrics["reward/format_penalty/mean"] == -0.5  # every answer cut by the limit
+
+
+class OldArithmeticEnv:
+    """The retired environment: the reward computed in ``step`` (the reference path)."""
+
+    def __init__(self, problem: ArithmeticProblem, renderer: Renderer) -> None:
+        self.problem, self.renderer = problem, renderer
+
+    def initial_observation(self) -> tuple[Any, Any]:
+        prompt = self.renderer.build_generation_prompt(self.problem.prompt())
+        return prompt, self.renderer.get_stop_sequences()
+
+    def step(self, action: TokensWithLogprobs) -> StepResult:
+        reward = _old_env_reward(self.renderer, self.problem, action, 0.1)
+        return StepResult(reward=reward, episode_done=True)
+
+
+class OldDataset:
+    def __init__(self, problems: list[ArithmeticProblem], renderer: Renderer) -> None:
+        self.problems, self.renderer = problems, renderer
+
+    def __len__(self) -> int:
+        return 4
+
+    def get_batch(self, index: int) -> list[GroupOf]:
+        n = len(self.problems)
+        chosen = [self.problems[(index * 4 + j) % n] for j in range(4)]
+        return [GroupOf(functools.partial(OldArithmeticEnv, p, self.renderer), 4) for p in chosen]
+
+
+def test_the_loop_trains_on_the_same_datums_and_logs_the_same_rows_as_the_old_env(
+    renderer: Renderer,
+) -> None:
+    theta = np.full(512, -8.0)
+    stop = int(renderer.get_stop_sequences()[0])
+    for token, logit in [(ord("7"), 1.0), (ord("1"), 1.0), (ord("0"), 0.5), (stop, 1.5)]:
+        theta[token] = logit
+    task = ArithmeticTask(max_operand=9, seed=0)
+    new_data, _ = arithmetic_rl_data(
+        renderer,
+        max_operand=9,
+        groups_per_batch=4,
+        group_size=4,
+        seed=0,
+        eval_problems=2,
+        max_tokens=4,
+        num_batches=4,
+    )
+    runs = []
+    for dataset, rewarder in [
+        (OldDataset(task.problems("train"), renderer), None),
+        (
+            new_data,
+            BatchRewarder(reward=build_rewards(arithmetic_reward_specs(0.1)), renderer=renderer),
+        ),
+    ]:
+        client = FakeTrainingClient(theta=theta)
+        sink = FakeMetricsSink()
+        run_rl(
+            RlLoopConfig(max_steps=4, max_tokens=4, learning_rate=0.5, save_every=0),
+            training=client,
+            dataset=dataset,
+            rewarder=rewarder,
+            metrics=sink,
+            run_store=FakeRunStore(),
+        )
+        runs.append((client, sink))
+    (old, old_sink), (new, new_sink) = runs
+    assert len(old.batches) == len(new.batches) == 4
+    for before, after in zip(old.batches, new.batches, strict=True):
+        assert len(before.datums) == len(after.datums)
+        for a, b in zip(before.datums, after.datums, strict=True):
+            assert a.model_input.to_ints() == b.model_input.to_ints()
+            for key in ("target_tokens", "logprobs", "advantages"):
+                assert (
+                    a.loss_fn_inputs[key].to_numpy().tolist()
+                    == b.loss_fn_inputs[key].to_numpy().tolist()
+                )
+    rewards = [row["reward/mean"] for _, row in old_sink.rows]
+    assert len(set(rewards)) > 1  # the answers differ: the comparison can fail
+    for (_, before_row), (_, after_row) in zip(old_sink.rows, new_sink.rows, strict=True):
+        kept = {k: v for k, v in before_row.items() if not k.startswith("time/")}
+        assert kept == {k: after_row[k] for k in kept}
