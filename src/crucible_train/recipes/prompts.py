@@ -7,9 +7,6 @@ Used by ``train rl`` (its training prompts and ``test_dataset``) and ``train sft
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from crucible_train.core.datasets import ColumnNames, PromptRow, iter_rows
 from crucible_train.core.evaluation.reward_evaluator import RewardEvaluator
 from crucible_train.core.renderers.base import Renderer
@@ -60,9 +57,8 @@ def build_job_reward(
     Raises:
         ConfigurationError: a spec is invalid, or needs a client the context lacks.
     """
-    listed: Sequence[Any] = [specs] if isinstance(specs, str | Mapping) else specs
     return build_rewards(
-        listed, max_failure_rate=max_failure_rate, llm=ctx.llm, embedding=ctx.embedding
+        specs, max_failure_rate=max_failure_rate, llm=ctx.llm, embedding=ctx.embedding
     )
 
 

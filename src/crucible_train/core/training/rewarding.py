@@ -93,9 +93,7 @@ def check_reward_specs(specs: RewardSpecs, max_failure_rate: float = 0.1) -> Non
             callable, duplicate labels, a bad ``max_failure_rate``.
     """
     stand_in: Any = _StandIn()
-    build_rewards(
-        _listed(specs), max_failure_rate=max_failure_rate, llm=stand_in, embedding=stand_in
-    )
+    build_rewards(specs, max_failure_rate=max_failure_rate, llm=stand_in, embedding=stand_in)
 
 
 def reward_input(group: PromptGroup, trajectory: Trajectory, renderer: Renderer) -> RewardInput:
