@@ -1,4 +1,5 @@
-"""The ```python examples in docs/ports.md and docs/rewards.md run as written, so they cannot rot.
+"""The ```python examples in docs/ports.md, docs/rewards.md and docs/training-recipes.md run
+as written, so they cannot rot.
 
 Each block runs on its own (a fresh namespace, a fresh temporary working directory), the way
 a reader would paste it; an exception, a failed ``assert`` or a warning fails the test.
@@ -65,6 +66,22 @@ REWARD_EXAMPLES = python_examples(REWARDS_PAGE.read_text(encoding="utf-8"))
 def test_rewards_example_runs(example, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_example(example, REWARDS_PAGE)
+
+
+RECIPES_PAGE = PORTS_PAGE.with_name("training-recipes.md")
+RECIPE_EXAMPLES = python_examples(RECIPES_PAGE.read_text(encoding="utf-8"))
+
+
+def test_the_recipes_page_has_the_multi_turn_example():
+    assert any("initial_observation" in example.source for example in RECIPE_EXAMPLES)
+
+
+@pytest.mark.parametrize(
+    "example", RECIPE_EXAMPLES, ids=[f"recipes-line-{e.line}" for e in RECIPE_EXAMPLES]
+)
+def test_recipes_example_runs(example, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_example(example, RECIPES_PAGE)
 
 
 def test_examples_are_found_with_their_line_numbers():

@@ -216,18 +216,15 @@ def run_distill_job(ctx: JobContext, config: DistillConfig) -> LoopResult:
             max_operand=config.max_operand,
             groups_per_batch=config.groups_per_batch,
             group_size=config.group_size,
-            format_coef=0.0,
             seed=config.seed,
             eval_every=config.eval_every,
             eval_problems=config.eval_problems,
             max_tokens=config.max_tokens,
-            prompt_only=True,
             num_batches=config.max_steps,
         )
         return _run(ctx, config, teacher, dataset, evaluators)
     rows = distill_prompts(ctx.datasets, config.dataset, config.prompt_key)
     prompts = PromptRowDataset(
-        # attrs types the field's generic ``tuple`` converter as Iterable[_T_co]
         rows=rows,
         renderer=ctx.renderer,
         groups_per_batch=config.groups_per_batch,

@@ -28,6 +28,7 @@ from crucible_train.core.training.data import (
     rows_to_datums,
 )
 from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.core.training.rewarding import check_reward_specs
 from crucible_train.core.training.sft import SftLoopConfig, run_sft
 from crucible_train.core.training.validators import column_problem, whole_problem
 from crucible_train.errors import ConfigurationError
@@ -37,6 +38,11 @@ from crucible_train.recipes.arithmetic.task import (
     ARITHMETIC,
     DEFAULT_MAX_OPERAND,
     ArithmeticTask,
+)
+from crucible_train.recipes.prompts import (
+    build_job_reward,
+    is_prompt_dataset,
+    reward_test_evaluator,
 )
 from crucible_train.recipes.settings import key_order
 
@@ -76,6 +82,7 @@ SFT_ROW_KINDS: tuple[RowKind, ...] = ("conversation", "prompt_completion")
         "messages_key",
         "prompt_key",
         "completion_key",
+        "test_reward",
         "test_size",
         "max_operand",
         "train_on_what",
@@ -101,18 +108,25 @@ class SftConfig(SftLoopConfig):
         dataset: ``"arithmetic"`` (the built-in task) or a dataset of conversation rows
             (``messages``) or prompt-completion rows (``prompt``/``completion``, the loss
             on the completion only), in any format the DatasetStore port reads.
-        test_dataset: held-out rows in the same formats for ``test/nll``; for
+        test_dataset: held-out rows for ``test/nll`` (conversation or prompt-completion
+            rows), or prompt-only rows (``prompt``, ``answer``, ...) answered greedily and
+            scored with test_reward (``test/reward``, ``test/<label>``); for
             ``arithmetic`` the task's held-out split is used when this is ``None``.
         messages_key: the column holding a conversation's message list.
         prompt_key: the column holding the prompt of a prompt-completion row.
         completion_key: the column holding the completion of a prompt-completion row.
-        test_size: held-out arithmetic problems evaluated (``test/nll``, ``test/accuracy``).
+        test_reward: the reward spec(s) scoring a prompt-only test_dataset (a name, a
+            ``package.module:function`` path or a list of ``{name, weight, ...options}``;
+            see docs/rewards.md).
+        test_size: held-out arithmetic problems evaluated (``test/nll``, ``test/accuracy``),
+            or prompt-only test_dataset rows scored (at most).
         max_operand: arithmetic operands range over ``0 .. max_operand``.
         train_on_what: which tokens of a conversation get weight (a ``TrainOnWhat``
             value); prompt-completion rows always train on the completion only.
         max_length: keep at most this many tokens of each conversation; ``None`` keeps all.
         normalize_weights: per-example token-mean weights instead of per-token 0/1.
-        eval_max_tokens: new tokens sampled per arithmetic answer for ``test/accuracy``.
+        eval_max_tokens: new tokens sampled per greedy answer (arithmetic ``test/accuracy``,
+            a prompt-only test_dataset's ``test/reward``).
 
     Raises:
         ConfigurationError: a field is out of range (the message names it).
@@ -124,6 +138,7 @@ class SftConfig(SftLoopConfig):
     messages_key: str = ColumnNames().messages_key
     prompt_key: str = ColumnNames().prompt_key
     completion_key: str = ColumnNames().completion_key
+    test_reward: str | list[str | dict[str, Any]] | dict[str, Any] = "exact_match"
     test_size: int = 200
     max_operand: int = DEFAULT_MAX_OPERAND
     train_on_what: str = "last_assistant_message"
@@ -152,6 +167,10 @@ class SftConfig(SftLoopConfig):
             problems.append(
                 f"test_dataset must be a dataset path or null, got {self.test_dataset!r}"
             )
+        try:
+            check_reward_specs(self.test_reward)
+        except ConfigurationError as exc:
+            problems.append(f"test_reward: {exc}")
         allowed = [item.value for item in TrainOnWhat]
         if self.train_on_what not in allowed:
             problems.append(f"train_on_what must be one of {allowed}, got {self.train_on_what!r}")
@@ -297,15 +316,36 @@ def _training_data(
 def _held_out_evaluators(
     ctx: JobContext, config: SftConfig, task: ArithmeticTask | None
 ) -> list[Evaluator]:
-    """``test/nll`` on the held-out rows (or arithmetic split), ``test/accuracy`` on arithmetic."""
+    """The held-out evaluators of ``train sft``.
+
+    ``test/reward`` and ``test/<label>`` on a prompt-only ``test_dataset``; ``test/nll`` on a
+    conversation or prompt-completion ``test_dataset`` (or the arithmetic split when none is
+    given); ``test/accuracy`` on arithmetic.
+    """
     evaluators: list[Evaluator] = []
     test: ConversationData | None = None
-    rows = load_held_out_rows(ctx.datasets, config)
+    if config.test_dataset is not None and is_prompt_dataset(
+        ctx.datasets, config.test_dataset, config.columns()
+    ):
+        evaluators.append(
+            reward_test_evaluator(
+                ctx.datasets,
+                config.test_dataset,
+                renderer=ctx.renderer,
+                reward=build_job_reward(ctx, config.test_reward),
+                max_tokens=config.eval_max_tokens,
+                limit=config.test_size,
+                names=config.columns(),
+            )
+        )
+        rows = None
+    else:
+        rows = load_held_out_rows(ctx.datasets, config)
     if rows is not None:
         nll_rows = [row for row in rows if isinstance(row, ConversationRow | PromptCompletionRow)]
         test = rows_to_datums(nll_rows, ctx.renderer, **_render_options(config))
         total = len(nll_rows)
-    elif task is not None:
+    elif task is not None and config.test_dataset is None:
         conversations = [
             {"messages": p.messages()} for p in task.problems("test", config.test_size)
         ]

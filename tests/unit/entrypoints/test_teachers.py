@@ -97,7 +97,9 @@ def test_a_teacher_run_without_the_checkpoint_lists_those_it_has(
     assert f"train.distill.teacher: {unfinished} has no finished checkpoint" in message
     assert "'000002' (step 2, weights), '000004' (step 4, weights)" in message
     assert f"{unfinished}:STEP" in message
-    with pytest.raises(ConfigurationError, match=r"no checkpoint with weights at step 3; valid steps: 2 "):
+    with pytest.raises(
+        ConfigurationError, match=r"no checkpoint with weights at step 3; valid steps: 2 "
+    ):
         _choose(_config(), tmp_path, teacher=f"{unfinished}:3")
     with pytest.raises(ConfigurationError, match=r"is not a run directory \(config.json missing"):
         _choose(_config(), tmp_path, teacher=str(tmp_path / "nowhere"))

@@ -32,6 +32,10 @@ import attrs
 __all__ = ["Reward", "RewardInput"]
 
 
+def _int_tuple(tokens: Sequence[int]) -> tuple[int, ...]:
+    return tuple(tokens)
+
+
 def _tuple_of_dicts(messages: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
     return tuple(dict(m) for m in messages)
 
@@ -53,7 +57,7 @@ class RewardInput:
     prompt: tuple[Mapping[str, Any], ...] = attrs.field(converter=_tuple_of_dicts)
     completion_message: Mapping[str, Any] = attrs.field(factory=dict)
     completion_text: str
-    completion_tokens: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    completion_tokens: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
     parse_ok: bool = True
     stop_reason: str | None = None
     extras: Mapping[str, Any] = attrs.field(factory=dict)

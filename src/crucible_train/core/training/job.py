@@ -25,6 +25,8 @@ from crucible_train.core.training.checkpoints import (
 )
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.ports.dataset_store import DatasetStore
+from crucible_train.ports.embedding import EmbeddingClient
+from crucible_train.ports.llm import LLMClient
 from crucible_train.ports.metrics import MetricsSink
 from crucible_train.ports.run_store import RunStore
 from crucible_train.ports.sampling import SamplingClient
@@ -54,6 +56,9 @@ class JobContext:
         resume: continue from the last resumable checkpoint of the run.
         teacher: the teacher's sampler (``distill`` only).
         started_from: the checkpoint of an earlier run the weights were loaded from.
+        llm: the LLM client, given only when a reward needs it (``judge``).
+        embedding: the embedding client, given only when a reward needs it
+            (``semantic_similarity``).
     """
 
     training: TrainingClient
@@ -66,6 +71,8 @@ class JobContext:
     resume: bool = False
     teacher: SamplingClient | None = None
     started_from: CheckpointRecord | None = None
+    llm: LLMClient | None = None
+    embedding: EmbeddingClient | None = None
 
 
 @attrs.frozen(kw_only=True)

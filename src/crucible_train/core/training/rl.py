@@ -26,19 +26,20 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import attrs
 
 from crucible_train.core.evaluation.evaluators import EvaluatorRunner
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
-from crucible_train.core.training.envs import RLDataset
+from crucible_train.core.training.envs import EnvGroupBuilder, RLDataset, TrajectoryGroup
 from crucible_train.core.training.job import LoopResult, close_loop
 from crucible_train.core.training.progress import NullProgress, Progress
 from crucible_train.core.training.rollouts import (
     PolicyDatum,
     apply_kl_penalty,
+    completion_metrics,
     compute_advantages,
     derive_seed,
     groups_to_datums,
@@ -66,6 +67,7 @@ __all__ = [
     "REFERENCE_KEY",
     "PolicyDatum",
     "PolicyLoopSettings",
+    "Rewarder",
     "RlLoopConfig",
     "apply_kl_penalty",
     "compute_advantages",
@@ -157,6 +159,14 @@ def adam_params(lr: float, beta1: float, beta2: float, eps: float, clip: float) 
 Shaper: TypeAlias = Callable[[list[PolicyDatum]], tuple[list[PolicyDatum], dict[str, float]]]
 """Adjusts a batch's datums (KL penalty, distillation advantages) and reports metrics."""
 
+Rewarder: TypeAlias = Callable[
+    [Sequence[EnvGroupBuilder], Sequence[TrajectoryGroup]],
+    tuple[list[TrajectoryGroup], dict[str, float]],
+]
+"""Rewards a batch's rollouts after sampling (given the batch's group builders): returns
+the groups to train on, with their final rewards, and metrics (see
+:class:`~crucible_train.core.training.rewarding.BatchRewarder`)."""
+
 
 @attrs.frozen(kw_only=True)
 class PolicyLoopSettings:
@@ -183,6 +193,7 @@ def run_policy_loop(
     metrics: MetricsSink,
     run_store: RunStore,
     shaper: Shaper | None = None,
+    rewarder: Rewarder | None = None,
     evaluators: EvaluatorRunner | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
@@ -198,6 +209,8 @@ def run_policy_loop(
         metrics: step metrics (evaluator metrics go through ``evaluators``).
         run_store: the run's checkpoint records and metric rewind.
         shaper: called on each batch's datums after the advantages are set.
+        rewarder: called on each batch's rollouts before the advantages (a reward over
+            the rows, scored for the whole batch at once).
         evaluators: run with the iteration's sampler before iterations ``0, every, ...``
             and after the last one.
         progress: live progress reporting.
@@ -250,31 +263,45 @@ def run_policy_loop(
         began = time.perf_counter()
         sampler = snapshot()
         if evaluators is not None and evaluators.is_due(step):
+            evaluated = time.perf_counter()
             last.update(
                 evaluators.maybe_run(step, training_client=training, sampling_client=sampler)
             )
+            began += time.perf_counter() - evaluated  # time/* leave the evaluation out
+        builders = dataset.get_batch(step)
+        rolled = time.perf_counter()
         groups = rollout_groups(
-            dataset.get_batch(step),
+            builders,
             sampler,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             seed=derive_seed(settings.seed, step),
         )
         sampled = time.perf_counter()
+        step_metrics = completion_metrics(groups)
+        sampled_tokens = step_metrics.pop("completion/tokens_sum", 0.0)
+        if rewarder is not None:
+            groups, rewarded = rewarder(builders, groups)
+            step_metrics.update(rewarded)
+        rewarded_at = time.perf_counter()
         advantages = compute_advantages(groups, normalize=settings.normalize_advantages)
         items = groups_to_datums(groups, advantages)
-        step_metrics = trajectory_metrics(groups)
-        if shaper is not None:
+        step_metrics.update(trajectory_metrics(groups))
+        if shaper is not None and items:
             items, shaped = shaper(items)
             step_metrics.update(shaped)
-        fb = training.forward_backward(
-            [i.datum for i in items], settings.loss_fn, settings.loss_fn_config
-        )
-        optim = training.optim_step(settings.adam)
-        out = fb.result()
-        optim_out = optim.result()
-        train_lps = [o["logprobs"].to_numpy() for o in out.loss_fn_outputs]
-        step_metrics.update(policy_metrics(items, train_lps))
+        optim_metrics: Mapping[str, float] = {}
+        if items:
+            fb = training.forward_backward(
+                [i.datum for i in items], settings.loss_fn, settings.loss_fn_config
+            )
+            optim = training.optim_step(settings.adam)
+            out = fb.result()
+            optim_metrics = optim.result().metrics
+            train_lps = [o["logprobs"].to_numpy() for o in out.loss_fn_outputs]
+            step_metrics.update(policy_metrics(items, train_lps))
+        else:
+            progress.note(f"iteration {step}: no trajectory has a reward; nothing trained")
         now = time.perf_counter()
         step_metrics.update(
             {
@@ -283,10 +310,13 @@ def run_policy_loop(
                 "num_datums": float(len(items)),
                 "num_action_tokens": float(sum(i.mask.sum() for i in items)),
                 "time/sample_s": sampled - began,
+                "time/reward_s": rewarded_at - sampled,
+                "time/train_s": now - rewarded_at,
                 "time/step_s": now - began,
+                "time/sample_tokens_per_s": sampled_tokens / max(sampled - rolled, 1e-9),
             }
         )
-        for key, value in optim_out.metrics.items():
+        for key, value in optim_metrics.items():
             step_metrics[f"optim/{key}"] = float(value)
         step_metrics = {k: v for k, v in step_metrics.items() if not math.isnan(v)}
         metrics.log_metrics(dict(step_metrics), step=step)
@@ -344,6 +374,7 @@ def run_rl(
     stop: threading.Event | None = None,
     resume: bool = False,
     reference: SamplingClient | None = None,
+    rewarder: Rewarder | None = None,
 ) -> LoopResult:
     """Train ``training`` with policy-gradient RL on ``dataset``; see the module docstring.
 
@@ -359,6 +390,8 @@ def run_rl(
         resume: continue from the last resumable record of ``run_store``.
         reference: KL reference policy; when ``kl_penalty_coef > 0`` and none is given,
             the initial weights are saved once and reused after a resume.
+        rewarder: rewards each batch's rollouts (a reward over prompt rows); ``None``
+            when the environments reward their own steps.
     """
     extra: dict[str, Any] = {}
     holder: list[SamplingClient | None] = [reference]
@@ -409,6 +442,7 @@ def run_rl(
         metrics=metrics,
         run_store=run_store,
         shaper=shaper,
+        rewarder=rewarder,
         evaluators=evaluators,
         progress=progress,
         stop=stop,

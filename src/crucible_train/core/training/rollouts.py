@@ -40,6 +40,7 @@ from crucible_train.types import (
 __all__ = [
     "PolicyDatum",
     "apply_kl_penalty",
+    "completion_metrics",
     "compute_advantages",
     "derive_seed",
     "groups_to_datums",
@@ -359,6 +360,8 @@ def trajectory_metrics(groups: Sequence[TrajectoryGroup]) -> dict[str, float]:
                 counts[key] = counts.get(key, 0) + 1
     out = {
         "reward/mean": float(np.mean(rewards)),
+        "reward/std": float(np.std(rewards)),
+        "frac_groups_zero_std": 1.0 - mixed / len(groups),
         "env/episodes": float(len(rewards)),
         "env/turns_per_episode": turns / len(rewards),
         "env/ac_tokens_per_turn": ac_tokens / turns if turns else 0.0,
@@ -367,3 +370,22 @@ def trajectory_metrics(groups: Sequence[TrajectoryGroup]) -> dict[str, float]:
     for key, value_sum in sums.items():
         out[f"env/{key}"] = value_sum / counts[key]
     return out
+
+
+def completion_metrics(groups: Sequence[TrajectoryGroup]) -> dict[str, float]:
+    """What was sampled, over every action of a batch (before any is left out).
+
+    ``completion/tokens_mean`` and ``completion/tokens_max`` (tokens per action),
+    ``completion/truncated`` (share of actions that hit ``max_tokens``: stop reason
+    ``"length"``) and ``completion/tokens_sum`` (the total, for the loop's tokens/s).
+    """
+    actions = [t.action for g in groups for tr in g.trajectories for t in tr.transitions]
+    if not actions:
+        return {}
+    lengths = [len(a.tokens) for a in actions]
+    return {
+        "completion/tokens_mean": sum(lengths) / len(lengths),
+        "completion/tokens_max": float(max(lengths)),
+        "completion/truncated": sum(a.stop_reason == "length" for a in actions) / len(actions),
+        "completion/tokens_sum": float(sum(lengths)),
+    }

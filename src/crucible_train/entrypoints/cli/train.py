@@ -52,6 +52,7 @@ from crucible_train.container import TRAIN_RECIPES, container_from_config, run_s
 from crucible_train.core.renderers import get_renderer
 from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.job import JobContext, LoopResult
+from crucible_train.core.training.rewarding import reward_clients
 from crucible_train.entrypoints.cli._options import Commands
 from crucible_train.entrypoints.model_facts import ModelFacts, ask_model_info
 from crucible_train.entrypoints.planning import RunPlan, TrainOptions, plan_run
@@ -214,6 +215,10 @@ def _prepare_run_dir(plan: RunPlan) -> None:
 def _run_job(plan: RunPlan, bar: ConsoleProgress, err: TextIO) -> _Ran:
     """Build the container from the plan, run the recipe's job in it, close everything."""
     container = container_from_config(plan.config)
+    # Only a reward that needs a client (judge, semantic_similarity) gets one built.
+    clients = reward_clients(getattr(plan.recipe_config, "reward", None)) | reward_clients(
+        getattr(plan.recipe_config, "test_reward", None)
+    )
     stop = threading.Event()
     exit_code = 1
     metrics = None
@@ -231,6 +236,8 @@ def _run_job(plan: RunPlan, bar: ConsoleProgress, err: TextIO) -> _Ran:
             resume=plan.resume,
             teacher=container.sampling() if plan.needs_teacher else None,
             started_from=plan.started_from.record if plan.started_from else None,
+            llm=container.llm() if "llm" in clients else None,
+            embedding=container.embedding() if "embedding" in clients else None,
         )
         with _sigint_stops(stop, bar.note):
             result: LoopResult = plan.job(context, plan.recipe_config)

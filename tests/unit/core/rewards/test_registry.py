@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crucible_train.adapters.byte_level.tokenizer import ByteLevelTokenizer
 from crucible_train.core import scoring
-from crucible_train.core.renderers import get_renderer
 from crucible_train.core.rewards import (
     JudgeReward,
     LengthPenalty,
@@ -18,9 +16,6 @@ from crucible_train.core.rewards import (
     list_rewards,
 )
 from crucible_train.errors import ConfigurationError
-from crucible_train.recipes.arithmetic.env import ArithmeticEnv
-from crucible_train.recipes.arithmetic.task import ArithmeticProblem
-from crucible_train.types import TokensWithLogprobs
 
 from fakes import FakeEmbeddingClient, FakeLLMClient
 
@@ -119,43 +114,3 @@ def test_build_rewards_combines_and_rejects_duplicate_labels() -> None:
     assert combo.max_failure_rate == 0.2
     with pytest.raises(ConfigurationError, match="share the label"):
         build_rewards(["format", "format"])
-
-
-# --- arithmetic's reward, expressed with these parts -------------------------------------
-
-ARITHMETIC_REWARD = [
-    {"name": "exact_match", "strip": True, "require_format_ok": True},
-    {"name": "format", "weight": 0.1, "offset": -1.0},
-]
-"""``correct + format_coef * (format_ok - 1)`` with format_coef 0.1."""
-
-
-@pytest.mark.parametrize("stop", [True, False])
-@pytest.mark.parametrize("text", ["7", " 7\n", "8", "07", "-7", "7.0", "", "seven", "7 apples"])
-def test_arithmetic_reward_equals_the_env_reward(text: str, stop: bool) -> None:
-    tokenizer = ByteLevelTokenizer(
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"], vocab_size=512
-    )
-    renderer = get_renderer("qwen3_instruct", tokenizer)
-    problem = ArithmeticProblem(a=3, b=4, op="+")
-    tokens = tokenizer.encode(text, allow_special=False)
-    if stop:
-        tokens = [*tokens, *renderer.get_stop_sequences()]  # type: ignore[list-item]
-    action = TokensWithLogprobs(
-        tokens=tokens, logprobs=[-0.1] * len(tokens), stop_reason="stop" if stop else "length"
-    )
-    expected = ArithmeticEnv(problem, renderer, 0.1).step(action).reward
-
-    message, ok = renderer.parse_response(list(action.tokens))
-    content = message.get("content")
-    sample = RewardInput(
-        prompt=problem.prompt(),
-        completion_message=message,
-        completion_text=content if isinstance(content, str) else "",
-        completion_tokens=action.tokens,
-        parse_ok=ok,
-        stop_reason=action.stop_reason,
-        extras={"answer": problem.answer},
-    )
-    (total,) = build_rewards(ARITHMETIC_REWARD).score_batch([sample]).totals
-    assert total == pytest.approx(expected)

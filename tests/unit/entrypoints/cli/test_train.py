@@ -24,7 +24,7 @@ from crucible_train.entrypoints.cli.train import (
     train_options_from_args,
 )
 from crucible_train.entrypoints.planning import TrainOptions
-from crucible_train.errors import ConfigurationError, TrainingClientError
+from crucible_train.errors import ConfigurationError, RewardError, TrainingClientError
 
 # Fast, torch-free backends for the command's plumbing.
 NOOP = (
@@ -147,6 +147,8 @@ class FakeConfig:
     steps: int = 3
     stop_at: int | None = None
     fail_at: int | None = None
+    reward: Any = None
+    reward_fails: bool = False
 
 
 @attrs.define
@@ -174,6 +176,8 @@ class FakeRecipe:
                     break
                 if config.fail_at == step:
                     raise TrainingClientError("server said: model 'm1' is gone (HTTP 404)")
+                if config.reward_fails:
+                    raise RewardError("reward component 'picky' failed on 3 of 8 rows")
                 if step == 2:
                     log.append(CheckpointRecord(name="000002", step=2, state_path="s2"))
                 metrics = {"train/nll": 2.0 - step / 10}
@@ -334,6 +338,20 @@ def test_backend_failure_exits_4_with_the_servers_words_and_how_to_resume(
     assert "finished" not in out.getvalue()  # no summary table for a failed run
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == list(range(fail_at))  # nothing logged was lost
+
+
+def test_only_a_reward_that_needs_a_client_gets_it_and_a_reward_failure_exits_2(
+    fake_recipe: FakeRecipe, capsys: pytest.CaptureFixture[str]
+) -> None:
+    judged = _fake_overrides(steps=1, reward=[{"name": "judge"}, "semantic_similarity"])
+    assert main(["train", "fake", *judged]) == 0
+    assert main(["train", "fake", *_fake_overrides(steps=1, reward="exact_match")]) == 0
+    with_clients, without = fake_recipe.contexts
+    assert with_clients.llm is not None
+    assert with_clients.embedding is not None
+    assert (without.llm, without.embedding) == (None, None)
+    assert main(["train", "fake", *_fake_overrides(reward_fails=True)]) == 2
+    assert "failed on 3 of 8 rows" in capsys.readouterr().err
 
 
 TINY = (
