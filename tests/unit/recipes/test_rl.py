@@ -85,7 +85,7 @@ def test_null_learning_rate_and_max_tokens_are_the_tasks_defaults() -> None:
     arithmetic = RlConfig().loop_config()
     assert (arithmetic.learning_rate, arithmetic.max_tokens) == (8e-5, 8)
     dataset = RlConfig(dataset="qa.jsonl").loop_config()
-    assert (dataset.learning_rate, dataset.max_tokens) == (3e-4, 64)
+    assert (dataset.learning_rate, dataset.max_tokens) == (2e-4, 64)
     mine = RlConfig(dataset="qa.jsonl", learning_rate=1e-3, max_tokens=5).loop_config()
     assert (mine.learning_rate, mine.max_tokens) == (1e-3, 5)
 
@@ -133,7 +133,7 @@ def test_a_dataset_run_logs_the_rl_metrics_and_the_test_reward(
     ctx, client, sink = _ctx(tmp_path, renderer, ["0", "1"])
     result = run_rl_job(ctx, _config(train, test_dataset=test))
     assert result.steps_done == 2
-    assert client.lrs == [3e-4, 3e-4]
+    assert client.lrs == [2e-4, 2e-4]
     train_rows = [row for _, row in sink.rows if "reward/mean" in row]
     assert {
         "reward/std",
