@@ -57,6 +57,8 @@ class RewardEvaluator:
         reward: the combined reward (the run's, or a test-only one).
         max_tokens: new tokens per answer.
         name: the key of the mean total (``reward``: logged as ``test/reward``).
+        components: also return each component's mean under its label; ``False`` returns
+            the mean total only (a single-number metric such as ``test/accuracy``).
 
     Raises:
         ConfigurationError: no rows, ``max_tokens`` < 1, or a component label equal to
@@ -73,13 +75,15 @@ class RewardEvaluator:
         reward: CombinedReward,
         max_tokens: int,
         name: str = "reward",
+        components: bool = True,
     ) -> None:
         self._rows = tuple(rows)
         if not self._rows:
             raise ConfigurationError("RewardEvaluator needs at least one prompt row")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise ConfigurationError(f"RewardEvaluator max_tokens is {max_tokens!r}; use >= 1")
-        if name in reward.names:
+        self._components = components
+        if components and name in reward.names:
             raise ConfigurationError(
                 f"a reward component is labelled {name!r}, the evaluator's own key; relabel it"
             )
@@ -110,6 +114,7 @@ class RewardEvaluator:
         ]
         batch = self._reward.score_batch(samples)
         out = {self._name: _mean(batch.totals)}
-        for label, values in batch.values.items():
-            out[label] = _mean(values)
+        if self._components:
+            for label, values in batch.values.items():
+                out[label] = _mean(values)
         return out

@@ -12,31 +12,20 @@ unparseable). The held-out ``test/accuracy`` is the greedy
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from crucible_train.core.datasets import PromptRow
 from crucible_train.core.evaluation.evaluators import EvaluatorRunner
 from crucible_train.core.renderers.base import Renderer
 from crucible_train.core.training.prompt_rows import PromptRowDataset
 from crucible_train.ports.metrics import MetricsSink
 from crucible_train.recipes.arithmetic.evaluator import ArithmeticAccuracyEvaluator
-from crucible_train.recipes.arithmetic.task import ArithmeticProblem, ArithmeticTask
+from crucible_train.recipes.arithmetic.task import ArithmeticTask, arithmetic_rows
 
 __all__ = [
     "arithmetic_reward_specs",
     "arithmetic_rl_data",
     "arithmetic_rl_setup",
-    "arithmetic_rows",
 ]
-
-
-def arithmetic_rows(problems: Sequence[ArithmeticProblem]) -> list[PromptRow]:
-    """One prompt row per problem: the question, and its exact answer as ``answer``."""
-    return [
-        PromptRow(prompt=tuple(p.prompt()), answer=p.answer, extras={"answer": p.answer})
-        for p in problems
-    ]
 
 
 def arithmetic_reward_specs(format_coef: float) -> list[dict[str, Any]]:

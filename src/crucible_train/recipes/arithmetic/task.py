@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import attrs
 
+from crucible_train.core.datasets import PromptRow
 from crucible_train.errors import ConfigurationError
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_MAX_OPERAND",
     "ArithmeticProblem",
     "ArithmeticTask",
+    "arithmetic_rows",
     "normalize_answer",
 ]
 
@@ -123,3 +125,11 @@ class ArithmeticTask:
     def conversations(problems: Sequence[ArithmeticProblem]) -> list[list[dict[str, Any]]]:
         """Supervised conversations of ``problems``."""
         return [p.messages() for p in problems]
+
+
+def arithmetic_rows(problems: Sequence[ArithmeticProblem]) -> list[PromptRow]:
+    """One prompt row per problem: the question, and its exact answer as ``answer``."""
+    return [
+        PromptRow(prompt=tuple(p.prompt()), answer=p.answer, extras={"answer": p.answer})
+        for p in problems
+    ]

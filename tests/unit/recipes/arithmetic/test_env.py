@@ -28,9 +28,12 @@ from crucible_train.errors import ConfigurationError
 from crucible_train.recipes.arithmetic.env import (
     arithmetic_reward_specs,
     arithmetic_rl_data,
+)
+from crucible_train.recipes.arithmetic.task import (
+    ArithmeticProblem,
+    ArithmeticTask,
     arithmetic_rows,
 )
-from crucible_train.recipes.arithmetic.task import ArithmeticProblem, ArithmeticTask
 from crucible_train.types import TokensWithLogprobs
 
 from fakes import FakeMetricsSink, FakeRunStore, FakeTrainingClient
