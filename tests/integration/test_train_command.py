@@ -13,24 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tiny_runs import TINY_SFT
+
 pytest.importorskip("torch")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
-TINY = [
-    "training.local_torch.num_layers=1",
-    "training.local_torch.hidden_size=32",
-    "training.local_torch.num_heads=2",
-    "training.local_torch.num_kv_heads=1",
-    "training.local_torch.head_dim=16",
-    "training.local_torch.intermediate_size=64",
-    "training.local_torch.num_threads=1",
-    "metrics.sinks=[files]",
-    "train.sft.batch_size=4",
-    "train.sft.warmup_steps=1",
-    "train.sft.test_size=4",
-    "train.sft.eval_every=0",
-]
+TINY = list(TINY_SFT)
 
 
 def _command(*args: str) -> list[str]:

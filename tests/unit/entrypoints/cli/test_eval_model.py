@@ -16,23 +16,9 @@ from crucible_train.entrypoints.cli.main import main
 from crucible_train.entrypoints.cli.train import run_train
 from crucible_train.entrypoints.planning import TrainOptions
 from servers.fake_openai import FakeOpenAI
+from tiny_runs import TINY_SFT
 
-TINY = (
-    "training.local_torch.num_layers=1",
-    "training.local_torch.hidden_size=32",
-    "training.local_torch.num_heads=2",
-    "training.local_torch.num_kv_heads=1",
-    "training.local_torch.head_dim=16",
-    "training.local_torch.intermediate_size=64",
-    "training.local_torch.num_threads=1",
-    "metrics.sinks=[files]",
-    "train.sft.batch_size=4",
-    "train.sft.warmup_steps=1",
-    "train.sft.test_size=4",
-    "train.sft.eval_every=0",
-    "train.sft.max_steps=3",
-    "train.sft.save_every=2",
-)
+TINY = (*TINY_SFT, "train.sft.max_steps=3", "train.sft.save_every=2")
 NOOP = ("metrics.sinks=[noop]",)
 SAMPLES = [
     {"id": "a", "input": "What is 3 + 4?", "target": "7"},

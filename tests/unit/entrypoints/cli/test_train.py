@@ -25,6 +25,7 @@ from crucible_train.entrypoints.cli.train import (
 )
 from crucible_train.entrypoints.planning import TrainOptions
 from crucible_train.errors import ConfigurationError, RewardError, TrainingClientError
+from tiny_runs import TINY_MODEL
 
 # Fast, torch-free backends for the command's plumbing.
 NOOP = (
@@ -354,15 +355,7 @@ def test_only_a_reward_that_needs_a_client_gets_it_and_a_reward_failure_exits_2(
     assert "failed on 3 of 8 rows" in capsys.readouterr().err
 
 
-TINY = (
-    "training.local_torch.num_layers=1",
-    "training.local_torch.hidden_size=32",
-    "training.local_torch.num_heads=2",
-    "training.local_torch.num_kv_heads=1",
-    "training.local_torch.head_dim=16",
-    "training.local_torch.intermediate_size=64",
-    "training.local_torch.num_threads=1",
-)
+TINY = TINY_MODEL
 
 
 @pytest.mark.torch
