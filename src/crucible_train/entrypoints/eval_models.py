@@ -24,13 +24,15 @@ from typing import Any
 
 import attrs
 
-from crucible_train.core.config_dump import REDACTED
 from crucible_train.entrypoints.run_dirs import (
-    CHECKPOINTS_DIR,
     CONFIG_FILE,
+    LOCAL_TORCH,
+    NOOP,
     START,
+    moved_checkpoint,
     read_json,
     run_checkpoint,
+    saved_block,
     split_run_ref,
 )
 from crucible_train.errors import ConfigurationError
@@ -42,10 +44,6 @@ __all__ = [
     "model_from_directory",
     "model_from_run",
 ]
-
-LOCAL_TORCH = "local_torch"
-NOOP = "noop"
-
 
 @attrs.frozen(kw_only=True)
 class EvalModel:
@@ -62,32 +60,6 @@ class EvalModel:
     label: str
     updates: Mapping[str, Any]
     identity: Mapping[str, Any]
-
-
-def _block(config: Mapping[str, Any], port: str) -> tuple[str, dict[str, Any]]:
-    """A saved config's backend for ``port`` and its settings (redacted secrets left out)."""
-    section = config.get(port)
-    if not isinstance(section, Mapping) or not isinstance(section.get("backend"), str):
-        return NOOP, {}
-    backend = str(section["backend"])
-    settings = section.get(backend)
-    if not isinstance(settings, Mapping):
-        return backend, {}
-    # A secret is never in config.json; the environment supplies it again.
-    return backend, {k: v for k, v in settings.items() if v != REDACTED}
-
-
-def _moved(path: str, run_dir: Path) -> str:
-    """A local checkpoint path, found again inside ``run_dir`` if the run was moved.
-
-    Records hold absolute paths; a run directory copied elsewhere keeps its checkpoints in
-    ``RUN_DIR/checkpoints/``.
-    """
-    recorded = Path(path)
-    moved = run_dir / CHECKPOINTS_DIR / recorded.name
-    if not recorded.exists() and moved.is_dir():
-        return str(moved)
-    return path
 
 
 def model_from_run(ref: str) -> EvalModel:
@@ -110,7 +82,7 @@ def model_from_run(ref: str) -> EvalModel:
             "--model-path DIR for a Hugging Face model directory"
         )
     config = read_json(run_dir / CONFIG_FILE)
-    backend, settings = _block(config, "training")
+    backend, settings = saved_block(config, "training")
     if backend == NOOP:
         raise ConfigurationError(
             f"--model {ref}: the run trained with training.backend={backend}, which saves "
@@ -120,13 +92,13 @@ def model_from_run(ref: str) -> EvalModel:
     record, saved_by = start.record, start.run_dir
     sampler_path = str(record.sampler_path)
     if backend == LOCAL_TORCH:
-        sampler_path = _moved(sampler_path, saved_by)
+        sampler_path = moved_checkpoint(sampler_path, saved_by)
         settings["lora_rank"] = 0  # sampler weights are saved with LoRA merged in
     settings["model_path"] = sampler_path
     where = str(run_dir) if saved_by == run_dir else f"{saved_by}, where {run_dir.name} started"
     updates: dict[str, Any] = {"sampling.backend": backend}
     updates.update({f"sampling.{backend}.{k}": v for k, v in settings.items()})
-    tokenizer, tokenizer_settings = _block(config, "tokenizer")
+    tokenizer, tokenizer_settings = saved_block(config, "tokenizer")
     updates["tokenizer.backend"] = tokenizer
     updates.update({f"tokenizer.{tokenizer}.{k}": v for k, v in tokenizer_settings.items()})
     train = config.get("train")

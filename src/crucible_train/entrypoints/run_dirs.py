@@ -17,21 +17,26 @@ from typing import Any
 import attrs
 
 from crucible_train.container import run_store
+from crucible_train.core.config_dump import REDACTED
 from crucible_train.core.training.checkpoints import CheckpointLog, CheckpointRecord
 from crucible_train.errors import ConfigurationError
 
 __all__ = [
     "CHECKPOINTS_DIR",
     "CONFIG_FILE",
+    "LOCAL_TORCH",
+    "NOOP",
     "START",
     "STARTED_FROM_FILE",
     "SftStart",
     "StartChoice",
     "find_sft_start",
     "latest_run",
+    "moved_checkpoint",
     "new_run_dir",
     "read_json",
     "run_checkpoint",
+    "saved_block",
     "split_run_ref",
 ]
 
@@ -39,6 +44,8 @@ CONFIG_FILE = "config.json"
 STARTED_FROM_FILE = "started_from.json"
 CHECKPOINTS_DIR = "checkpoints"
 SFT = "sft"
+LOCAL_TORCH = "local_torch"
+NOOP = "noop"
 
 
 def new_run_dir(runs_root: Path, recipe: str, now: datetime | None = None) -> Path:
@@ -240,6 +247,32 @@ def run_checkpoint(run_dir: Path, which: str | None, *, what: str) -> SftStart:
         f"{what}: {run_dir} has no checkpoint with weights at {kind} {which}; valid "
         f"steps: {valid} (or {START}); all checkpoints: {_describe(records)}"
     )
+
+
+def saved_block(config: Mapping[str, Any], port: str) -> tuple[str, dict[str, Any]]:
+    """A saved config's backend for ``port`` and its settings (redacted secrets left out)."""
+    section = config.get(port)
+    if not isinstance(section, Mapping) or not isinstance(section.get("backend"), str):
+        return NOOP, {}
+    backend = str(section["backend"])
+    settings = section.get(backend)
+    if not isinstance(settings, Mapping):
+        return backend, {}
+    # A secret is never in config.json; the environment supplies it again.
+    return backend, {k: v for k, v in settings.items() if v != REDACTED}
+
+
+def moved_checkpoint(path: str, run_dir: Path) -> str:
+    """A local checkpoint path, found again inside ``run_dir`` if the run was moved.
+
+    Records hold absolute paths; a run directory copied elsewhere keeps its checkpoints in
+    ``RUN_DIR/checkpoints/``.
+    """
+    recorded = Path(path)
+    moved = run_dir / CHECKPOINTS_DIR / recorded.name
+    if not recorded.exists() and moved.is_dir():
+        return str(moved)
+    return path
 
 
 def read_json(path: Path) -> Any:

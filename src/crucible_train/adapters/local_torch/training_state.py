@@ -39,6 +39,7 @@ __all__ = [
     "restore_parameters",
     "restore_rng",
     "save_training_state",
+    "verified_state_file",
 ]
 
 STATE_FORMAT: Final = "crucible-train/local_torch-training-state"
@@ -229,26 +230,41 @@ def restore_rng(rng: Mapping[str, torch.Tensor], device: torch.device) -> None:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
+def verified_state_file(directory: Path, file_name: str, *, what: str = "load_state") -> Path:
+    """The path of one file of the training state at ``directory``, its checksum checked.
+
+    Args:
+        directory: a state directory :func:`save_training_state` wrote.
+        file_name: e.g. ``weights.safetensors``.
+        what: the command named at the start of messages (``export``).
+
+    Raises:
+        ConfigurationError: ``directory`` holds no local_torch training state.
+        TrainingClientError: the file is missing, truncated or corrupted (named).
+    """
+    return _verified_file(directory, _read_manifest(directory, what), file_name, what)
+
+
 # --- reading helpers ------------------------------------------------------------------
 
 
-def _read_manifest(directory: Path) -> dict[str, Any]:
+def _read_manifest(directory: Path, what: str = "load_state") -> dict[str, Any]:
     path = directory / _MANIFEST
     if not path.is_file():
         raise ConfigurationError(
-            f"load_state: {str(directory)!r} is not a local_torch training state "
+            f"{what}: {str(directory)!r} is not a local_torch training state "
             f"({_MANIFEST} is missing)"
         )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise TrainingClientError(f"load_state: {path} is corrupted: {exc}") from exc
+        raise TrainingClientError(f"{what}: {path} is corrupted: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != STATE_FORMAT:
-        raise ConfigurationError(f"load_state: {path} is not a local_torch training state manifest")
+        raise ConfigurationError(f"{what}: {path} is not a local_torch training state manifest")
     version = manifest.get("format_version")
     if version != STATE_FORMAT_VERSION:
         raise ConfigurationError(
-            f"load_state: {path} has format_version {version!r}; this crucible-train reads "
+            f"{what}: {path} has format_version {version!r}; this crucible-train reads "
             f"version {STATE_FORMAT_VERSION}"
         )
     if (
@@ -257,7 +273,7 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         or isinstance(manifest.get("step"), bool)
         or not isinstance(manifest.get("step"), int)
     ):
-        raise TrainingClientError(f"load_state: {path} is malformed (fingerprint, files, step)")
+        raise TrainingClientError(f"{what}: {path} is malformed (fingerprint, files, step)")
     return manifest
 
 
@@ -270,25 +286,27 @@ def _differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
     ]
 
 
-def _verified_file(directory: Path, manifest: Mapping[str, Any], file_name: str) -> Path:
+def _verified_file(
+    directory: Path, manifest: Mapping[str, Any], file_name: str, what: str = "load_state"
+) -> Path:
     entry = manifest["files"].get(file_name)
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
         raise TrainingClientError(
-            f"load_state: {directory / _MANIFEST} lists no checksum for {file_name}"
+            f"{what}: {directory / _MANIFEST} lists no checksum for {file_name}"
         )
     path = directory / file_name
     if not path.is_file():
-        raise TrainingClientError(f"load_state: the state is incomplete: {path} is missing")
+        raise TrainingClientError(f"{what}: the state is incomplete: {path} is missing")
     size = path.stat().st_size
     if isinstance(entry.get("bytes"), int) and size != entry["bytes"]:
         raise TrainingClientError(
-            f"load_state: {path} is truncated or corrupted: {size} bytes, the manifest "
+            f"{what}: {path} is truncated or corrupted: {size} bytes, the manifest "
             f"says {entry['bytes']}"
         )
     actual = sha256_file(path)
     if actual != entry["sha256"]:
         raise TrainingClientError(
-            f"load_state: {path} is corrupted: its sha256 {actual[:16]}... does not match "
+            f"{what}: {path} is corrupted: its sha256 {actual[:16]}... does not match "
             f"the manifest's {entry['sha256'][:16]}..."
         )
     return path

@@ -14,6 +14,9 @@ the handler that runs it. Subcommands:
 * ``crucible-train eval --samples FILE.jsonl [--scorer NAME ...] [--generate] [--out F]
   [--resume] [--concurrency N] [--chunk-size N] [--strict] [--config FILE] [key=value ...]``
   scores a samples file (see :mod:`crucible_train.entrypoints.cli.eval`);
+* ``crucible-train export RUN_DIR[:STEP] --out DIR [--merge-lora|--adapter] [--force]``
+  writes a run's checkpoint as a Hugging Face model directory (see
+  :mod:`crucible_train.entrypoints.cli.export`);
 * ``crucible-train render --model NAME | --renderer NAME [--tokenizer PATH] --messages FILE
   [--mode generation|supervised] [--train-on WHAT] [--format text|json]`` shows the tokens
   (and weights) a chat renderer makes of conversations (see
@@ -41,6 +44,7 @@ from crucible_train import __version__
 from crucible_train.entrypoints.cli._options import debug_option
 from crucible_train.entrypoints.cli.config import add_config_parser
 from crucible_train.entrypoints.cli.eval import add_eval_parser
+from crucible_train.entrypoints.cli.export import add_export_parser
 from crucible_train.entrypoints.cli.logs import add_logs_parser
 from crucible_train.entrypoints.cli.render import add_render_parser
 from crucible_train.entrypoints.cli.train import add_train_parser
@@ -72,6 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
         add_config_parser,
         add_logs_parser,
         add_eval_parser,
+        add_export_parser,
         add_render_parser,
         add_train_parser,
     ):
