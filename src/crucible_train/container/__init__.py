@@ -27,10 +27,13 @@ from crucible_train.container.settings import MetricsSettings
 from crucible_train.container.train_recipes import TRAIN_KEY, TRAIN_RECIPES, Recipe
 from crucible_train.container.wiring import (
     BACKENDS,
+    EXPORTABLE_BACKENDS,
     AppContainer,
+    ExportResult,
     SpoolResult,
     backends_of,
     container_from_config,
+    export_checkpoint,
     find_spools,
     injected_arguments,
     results_store,
@@ -41,12 +44,14 @@ from crucible_train.container.yaml_loading import PACKAGED_CONFIG
 
 __all__ = [
     "BACKENDS",
+    "EXPORTABLE_BACKENDS",
     "INJECTED_ARGUMENTS",
     "PACKAGED_CONFIG",
     "TRAIN_KEY",
     "TRAIN_RECIPES",
     "AppContainer",
     "Backend",
+    "ExportResult",
     "MetricsSettings",
     "Recipe",
     "ResolvedConfig",
@@ -55,6 +60,7 @@ __all__ = [
     "backends_of",
     "build_container",
     "container_from_config",
+    "export_checkpoint",
     "find_spools",
     "injected_arguments",
     "load_config",

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from dependency_injector import containers, providers
 
@@ -43,6 +43,8 @@ from crucible_train.adapters.hf_tokenizers.settings import HuggingFaceTokenizerS
 from crucible_train.adapters.hf_tokenizers.tokenizer import HuggingFaceTokenizer
 from crucible_train.adapters.huggingface.hub_client import HuggingFaceHubClient
 from crucible_train.adapters.huggingface.settings import HuggingFaceHubSettings
+from crucible_train.adapters.local_torch.export import ExportResult
+from crucible_train.adapters.local_torch.export import export_checkpoint as export_local_torch
 from crucible_train.adapters.local_torch.model_info import LocalTorchModelInfo
 from crucible_train.adapters.local_torch.sampling_client import LocalTorchSamplingClient
 from crucible_train.adapters.local_torch.settings import LocalTorchModelSettings
@@ -89,6 +91,7 @@ from crucible_train.container.backends import Backend, backend, describe_branche
 from crucible_train.container.resolved import ResolvedConfig
 from crucible_train.container.validation import METRICS_PORT
 from crucible_train.core.metrics_fanout import MultiplexMetricsSink
+from crucible_train.errors import ConfigurationError
 from crucible_train.ports import (
     PORTS,
     BlobStore,
@@ -109,10 +112,13 @@ from crucible_train.ports.run_store import RunStore
 
 __all__ = [
     "BACKENDS",
+    "EXPORTABLE_BACKENDS",
     "AppContainer",
+    "ExportResult",
     "SpoolResult",
     "backends_of",
     "container_from_config",
+    "export_checkpoint",
     "find_spools",
     "injected_arguments",
     "results_store",
@@ -388,4 +394,44 @@ def sync_metrics_spools(
         timeout=timeout,
         environ=environ,
         exit_code_if_unknown=exit_code_if_unknown,
+    )
+
+
+EXPORTABLE_BACKENDS = ("local_torch",)
+"""Training backends whose checkpoints ``crucible-train export`` can write."""
+
+
+def export_checkpoint(
+    *,
+    backend: str,
+    sampler_path: str | Path,
+    state_path: str | Path | None,
+    settings: Mapping[str, Any],
+    out: Path,
+    mode: Literal["merged", "adapter"],
+    tokenizer_files: Mapping[str, Path],
+    eos_token_ids: Sequence[int],
+) -> ExportResult:
+    """``export``: one checkpoint of ``training.<backend>`` as a Hugging Face directory.
+
+    The adapter that wrote the checkpoint knows its format; see
+    :func:`crucible_train.adapters.local_torch.export.export_checkpoint` for the arguments.
+
+    Raises:
+        ConfigurationError: a backend whose checkpoints cannot be exported, or bad input.
+        TrainingClientError: a checkpoint file is missing or corrupted (named).
+    """
+    if backend not in EXPORTABLE_BACKENDS:
+        raise ConfigurationError(
+            f"export: the run trained with training.backend={backend}; only "
+            f"{', '.join(EXPORTABLE_BACKENDS)} checkpoints can be exported"
+        )
+    return export_local_torch(
+        sampler_path=sampler_path,
+        state_path=state_path,
+        settings=settings,
+        out=out,
+        mode=mode,
+        tokenizer_files=tokenizer_files,
+        eos_token_ids=eos_token_ids,
     )

@@ -45,6 +45,7 @@ __all__ = [
     "model_from_run",
 ]
 
+
 @attrs.frozen(kw_only=True)
 class EvalModel:
     """A model ``eval`` samples from.

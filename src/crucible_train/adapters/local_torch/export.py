@@ -110,7 +110,8 @@ def _write_generation_config(directory: Path, eos_token_ids: Sequence[int]) -> N
     from transformers import GenerationConfig
 
     ids = list(eos_token_ids)
-    config = GenerationConfig(eos_token_id=ids[0] if len(ids) == 1 else ids)
+    generation: Any = GenerationConfig  # untyped
+    config = generation(eos_token_id=ids[0] if len(ids) == 1 else ids)
     config.save_pretrained(str(directory))
 
 
@@ -221,9 +222,7 @@ def export_checkpoint(
                     "export --adapter: the checkpoint has no training state to take the "
                     "LoRA adapters from; export merged weights instead"
                 )
-            base_model, _ = _write_adapter(
-                temporary, Path(state_path), model_settings, destination
-            )
+            base_model, _ = _write_adapter(temporary, Path(state_path), model_settings, destination)
         for name, path in (tokenizer_files or {}).items():
             shutil.copyfile(path, temporary / name)
         if eos_token_ids:

@@ -17,7 +17,7 @@ takes the run's ``final`` checkpoint (or the one ``STEP`` names, see
 The run's ``config.json`` decides the backend, the model settings, the tokenizer and the
 renderer. ``DIR`` is written into a temporary directory and renamed, so an interrupted
 export leaves nothing half-written. The export itself runs in the adapter that wrote the
-checkpoint, reached through :mod:`crucible_train.container.exporting`.
+checkpoint, reached through :func:`crucible_train.container.export_checkpoint`.
 
 Exit codes: 0 done; 2 bad input (no finished checkpoint, a non-empty ``--out`` without
 ``--force``, a corrupted checkpoint, ``--merge-lora``/``--adapter`` on a run without LoRA);
@@ -32,8 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
-from crucible_train.container import container_from_config, load_config
-from crucible_train.container.exporting import export_checkpoint
+from crucible_train.container import container_from_config, export_checkpoint, load_config
 from crucible_train.core.renderers import get_renderer
 from crucible_train.entrypoints.cli._options import Commands
 from crucible_train.entrypoints.planning import as_overrides

@@ -42,7 +42,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny finished SFT runs: qwen3, llama, and qwen3 with LoRA."""
     return {
         "qwen3": _train(tmp_path_factory.mktemp("qwen3")),
-        "llama": _train(tmp_path_factory.mktemp("llama"), "training.local_torch.architecture=llama"),
+        "llama": _train(
+            tmp_path_factory.mktemp("llama"), "training.local_torch.architecture=llama"
+        ),
         "lora": _train(tmp_path_factory.mktemp("lora"), *LORA),
     }
 
@@ -161,7 +163,8 @@ def test_an_unfinished_run_lists_its_checkpoints(
         "".join(line + "\n" for line in lines if '"final": true' not in line), encoding="utf-8"
     )
     err = _refused(capsys, str(run), "--out", str(tmp_path / "out"))
-    assert "has no finished checkpoint" in err and "'000001' (step 1" in err
+    assert "has no finished checkpoint" in err
+    assert "'000001' (step 1" in err
 
 
 @pytest.mark.torch
