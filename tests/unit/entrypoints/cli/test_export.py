@@ -18,12 +18,15 @@ transformers = pytest.importorskip("transformers")
 from crucible_train.adapters.local_torch.training_client import (  # noqa: E402
     LocalTorchTrainingClient,
 )
+from crucible_train.entrypoints.cli.export import stop_token_ids, tokenizer_files  # noqa: E402
 from crucible_train.entrypoints.cli.main import main  # noqa: E402
 from crucible_train.entrypoints.cli.train import run_train  # noqa: E402
 from crucible_train.entrypoints.planning import TrainOptions  # noqa: E402
 from crucible_train.entrypoints.run_dirs import run_checkpoint  # noqa: E402
 from crucible_train.types import Datum, ModelInput  # noqa: E402
 from tiny_runs import TINY_SFT  # noqa: E402
+
+from vocab_paths import qwen3_dir  # noqa: E402
 
 TINY = (*TINY_SFT, "train.sft.max_steps=2", "train.sft.save_every=1")
 LORA = ("training.local_torch.lora_rank=4", "training.local_torch.lora_alpha=8.0")
@@ -185,3 +188,22 @@ def test_a_corrupted_checkpoint_is_named_and_nothing_is_written(
             path.write_bytes(original)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary directory left either
+
+
+@pytest.mark.torch
+def test_a_hugging_face_tokenizer_is_copied_and_its_stop_ids_encoded(tmp_path: Path) -> None:
+    source = qwen3_dir()
+    files = tokenizer_files("huggingface", {"path": str(source / "tokenizer.json")})
+    assert files == {
+        "tokenizer.json": source / "tokenizer.json",
+        "tokenizer_config.json": source / "tokenizer_config.json",
+    }
+    for name, path in files.items():
+        (tmp_path / name).write_bytes(path.read_bytes())
+    loaded = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    config = {
+        "tokenizer": {"backend": "huggingface", "huggingface": {"path": str(source)}},
+        "train": {"renderer": "qwen3"},
+    }
+    assert stop_token_ids(config) == [loaded.convert_tokens_to_ids("<|im_end|>")] == [151645]
+    assert tokenizer_files("byte_level", {}) == {}
