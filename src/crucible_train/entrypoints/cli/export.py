@@ -146,7 +146,9 @@ def run_export(
     run_dir = path.expanduser().absolute()
     what = f"export {ref}"
     start = run_checkpoint(run_dir, which, what=what)
-    config = read_json(run_dir / CONFIG_FILE)
+    # The run that saved the checkpoint (for `:start`, the earlier run) knows its format.
+    record, saved_by = start.record, start.run_dir
+    config = read_json(saved_by / CONFIG_FILE)
     backend, settings = saved_block(config, "training")
     lora = int(settings.get("lora_rank") or 0) > 0
     if merge_lora and not lora:
@@ -155,8 +157,8 @@ def run_export(
             "is 0); its weights are already plain, so export without --merge-lora"
         )
     destination = Path(out).expanduser().absolute()
-    _check_out(destination, run_dir, force)
-    record, saved_by = start.record, start.run_dir
+    for protected in (run_dir, saved_by):
+        _check_out(destination, protected, force)
     sampler = moved_checkpoint(str(record.sampler_path), saved_by)
     state = record.state_path and moved_checkpoint(str(record.state_path), saved_by)
     tokenizer_backend, tokenizer_settings = saved_block(config, "tokenizer")

@@ -147,6 +147,9 @@ def test_refusals_exit_2_and_say_why(
     err = _refused(capsys, f"{runs['qwen3']}:7", "--out", str(out))
     assert "no checkpoint with weights at step 7" in err
     assert not out.exists()
+    run = runs["qwen3"]
+    assert "holds the run" in _refused(capsys, str(run), "--out", str(run.parent), "--force")
+    assert (run / "config.json").is_file()
     out.mkdir()
     (out / "keep.txt").write_text("mine", encoding="utf-8")
     assert "not empty" in _refused(capsys, str(runs["qwen3"]), "--out", str(out))
