@@ -106,6 +106,33 @@ def _load_sampler(directory: Path) -> Any:
             ) from exc
 
 
+def _check_against_state(model: Any, sampler: Path, state_path: Path | None) -> None:
+    """A full fine-tune's state holds every weight with a checksum; the sampler's must equal it.
+
+    The sampler directory has no checksums of its own: this catches a flipped bit that
+    leaves its safetensors header valid. (A LoRA state holds only the adapters.)
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if state_path is None:
+        return
+    weights_file = verified_state_file(state_path, _STATE_WEIGHTS, what="export")
+    try:
+        saved = load_file(str(weights_file), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TrainingClientError(f"export: {weights_file} cannot be read: {exc}") from exc
+    current = model.state_dict()
+    for name, tensor in saved.items():
+        if name in current and not torch.equal(current[name].to(tensor.dtype), tensor):
+            files = ", ".join(str(p) for p in sorted(sampler.glob("*.safetensors")))
+            raise TrainingClientError(
+                f"export: {files} is corrupted: weight {name} differs from the checkpoint's "
+                f"checksummed training state {weights_file}; export another step"
+            )
+
+
 def _write_generation_config(directory: Path, eos_token_ids: Sequence[int]) -> None:
     from transformers import GenerationConfig
 
@@ -214,6 +241,10 @@ def export_checkpoint(
     with atomic_directory(destination) as temporary:
         if mode == "merged":
             model = _load_sampler(Path(sampler_path))
+            if model_settings.lora_rank == 0:
+                _check_against_state(
+                    model, Path(sampler_path), None if state_path is None else Path(state_path)
+                )
             with quiet_transformers():
                 model.save_pretrained(str(temporary))
         else:

@@ -210,3 +210,19 @@ def test_a_hugging_face_tokenizer_is_copied_and_its_stop_ids_encoded(tmp_path: P
     }
     assert stop_token_ids(config) == [loaded.convert_tokens_to_ids("<|im_end|>")] == [151645]
     assert tokenizer_files("byte_level", {}) == {}
+
+
+@pytest.mark.torch
+def test_a_flipped_bit_in_full_weights_is_caught_by_the_states_checksums(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = run_checkpoint(runs["llama"], "1", what="test").record
+    weights = Path(str(record.sampler_path)) / "model.safetensors"
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[:-1] + bytes([original[-1] ^ 0x01]))
+        err = _refused(capsys, f"{runs['llama']}:1", "--out", str(tmp_path / "out"))
+        assert f"{weights} is corrupted: weight " in err
+    finally:
+        weights.write_bytes(original)
+    assert list(tmp_path.iterdir()) == []
