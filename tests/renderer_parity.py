@@ -197,7 +197,7 @@ def random_conversation(
     return messages
 
 
-def _hf_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def hf_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """OpenAI messages as the HF templates expect them (tool arguments as objects)."""
     out = []
     for m in messages:

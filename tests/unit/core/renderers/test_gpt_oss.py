@@ -30,7 +30,7 @@ from crucible_train.errors import ConfigurationError, InvalidDataError
 from crucible_train.ports.tokenizer import Tokenizer
 
 from renderer_cases import CASES, SYSTEM, TOOL_CASES, TOOLS
-from renderer_parity import WORDS, random_text
+from renderer_parity import WORDS, hf_messages, random_text
 from vocab_paths import o200k_base_file
 
 REFERENCE = Path("/work/shared/reference/chat_templates")
@@ -78,7 +78,7 @@ def hf_render(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
         **kwargs: Any,
     ) -> str:
         rendered, _ = ctu.render_jinja_template(
-            [_hf_messages(messages)],
+            [hf_messages(messages)],
             tools=tools,
             chat_template=template,
             add_generation_prompt=generation,
@@ -87,26 +87,6 @@ def hf_render(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
         return str(rendered[0])
 
     return render
-
-
-def _hf_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI messages as the template expects them (tool arguments as objects)."""
-    out = []
-    for m in messages:
-        m2 = {k: v for k, v in m.items() if k != "tool_calls"}
-        if m.get("tool_calls"):
-            m2["tool_calls"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": c["function"]["name"],
-                        "arguments": json.loads(c["function"]["arguments"]),
-                    },
-                }
-                for c in m["tool_calls"]
-            ]
-        out.append(m2)
-    return out
 
 
 # --- the reference conversations (same as the other families' parity tests) -------------

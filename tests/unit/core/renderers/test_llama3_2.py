@@ -24,8 +24,8 @@ from renderer_parity import (
     LLAMA3_2_DATE,
     REFERENCE,
     WEATHER_TOOL,
-    _hf_messages,
     _port,
+    hf_messages,
     hf_tokenizer,
     random_conversation,
     random_text,
@@ -76,7 +76,7 @@ def test_random_supervised_examples_match_the_template() -> None:
         messages.append({"role": "assistant", "content": random_text(rng)})
         tools = [WEATHER_TOOL] if use_tools else None
         text = hf.apply_chat_template(
-            _hf_messages(messages),
+            hf_messages(messages),
             tools=tools,
             tokenize=False,
             add_generation_prompt=False,

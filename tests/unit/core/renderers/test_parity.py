@@ -40,11 +40,11 @@ from renderer_parity import (
     REFERENCES,
     VOCAB_OF,
     WEATHER_TOOL,
-    _hf_messages,
     _port,
     _reference_results,
     _renderer,
     _tools_for,
+    hf_messages,
     hf_tokenizer,
     random_conversation,
     random_text,
@@ -129,7 +129,7 @@ def test_random_generation_prompts_match_apply_chat_template(setup: str) -> None
         )
         tools = [WEATHER_TOOL] if use_tools else None
         text = hf.apply_chat_template(
-            _hf_messages(messages),
+            hf_messages(messages),
             tools=tools,
             tokenize=False,
             add_generation_prompt=True,

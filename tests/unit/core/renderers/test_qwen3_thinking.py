@@ -27,8 +27,8 @@ from renderer_cases import CASES
 from renderer_parity import (
     REFERENCE,
     WEATHER_TOOL,
-    _hf_messages,
     _renderer,
+    hf_messages,
     hf_tokenizer,
     random_conversation,
     random_text,
@@ -83,7 +83,7 @@ def test_random_supervised_examples_match_the_template() -> None:
         messages = _supervised_conversation(rng, use_tools)
         tools = [WEATHER_TOOL] if use_tools else None
         text = hf.apply_chat_template(
-            _hf_messages(messages), tools=tools, tokenize=False, add_generation_prompt=False
+            hf_messages(messages), tools=tools, tokenize=False, add_generation_prompt=False
         )
         assert text.endswith("<|im_end|>\n")
         expected_ids = hf.encode(text[:-1], add_special_tokens=False)

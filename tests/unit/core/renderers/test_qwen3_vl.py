@@ -26,10 +26,10 @@ from renderer_parity import (
     N_RANDOM,
     REFERENCE,
     WEATHER_TOOL,
-    _hf_messages,
     _package_file,
     _port,
     _tools_for,
+    hf_messages,
     random_conversation,
 )
 
@@ -88,7 +88,7 @@ def test_random_generation_prompts_match_apply_chat_template(name: str) -> None:
         )
         tools = [WEATHER_TOOL] if use_tools else None
         text = hf.apply_chat_template(
-            _hf_messages(messages), tools=tools, tokenize=False, add_generation_prompt=True
+            hf_messages(messages), tools=tools, tokenize=False, add_generation_prompt=True
         )
         ours = renderer.build_generation_prompt(messages, tools=tools).to_ints()
         assert renderer.tokenizer.decode(ours) == text, messages
