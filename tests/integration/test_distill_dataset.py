@@ -12,21 +12,11 @@ import pytest
 pytest.importorskip("torch")
 
 from crucible_train.entrypoints.cli.main import main
+from tiny_runs import TINY_MODEL, TINY_SHAPE
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
-SHAPE = {
-    "num_layers": 1,
-    "hidden_size": 32,
-    "num_heads": 2,
-    "num_kv_heads": 1,
-    "head_dim": 16,
-    "intermediate_size": 64,
-    "num_threads": 1,
-}
-TINY = [f"training.local_torch.{key}={value}" for key, value in SHAPE.items()] + [
-    "metrics.sinks=[files]"
-]
+TINY = [*TINY_MODEL, "metrics.sinks=[files]"]
 
 
 def _jsonl(path: Path, rows: list[dict[str, object]]) -> None:
@@ -61,7 +51,7 @@ def test_distill_on_a_jsonl_of_prompts_from_a_run_directory_teacher(
         tmp_path / "held.jsonl",
         [{"question": "Repeat: z"}, {"question": [{"role": "user", "content": "Repeat: y"}]}],
     )
-    student = json.dumps({**SHAPE, "seed": 5, "model_path": None})
+    student = json.dumps({**TINY_SHAPE, "num_threads": 1, "seed": 5, "model_path": None})
     distill = [
         *TINY,
         "train.distill.teacher=teacher:1",

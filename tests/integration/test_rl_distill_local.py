@@ -23,20 +23,13 @@ from crucible_train.core.training.checkpoints import CheckpointLog
 from crucible_train.core.training.job import JobContext
 from crucible_train.recipes.distill import DistillConfig, run_distill_job
 from crucible_train.recipes.rl import RlConfig, run_rl_job
+from tiny_runs import TINY_SHAPE
 
 from fakes import FakeMetricsSink
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
-TINY: dict[str, Any] = {
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "num_kv_heads": 1,
-    "head_dim": 16,
-    "intermediate_size": 64,
-    "max_seq_length": 128,
-}
+TINY: dict[str, Any] = {**TINY_SHAPE, "max_seq_length": 128}
 
 
 def _context(tmp_path: Path, name: str, **extra: Any) -> tuple[JobContext, FakeMetricsSink]:

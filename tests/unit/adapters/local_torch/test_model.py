@@ -27,19 +27,11 @@ from crucible_train.adapters.local_torch.training_client import (  # noqa: E402
 from crucible_train.errors import AdapterUnavailableError, ConfigurationError  # noqa: E402
 from crucible_train.ports.model_info import ModelConfig  # noqa: E402
 from crucible_train.types import AdamParams, Datum, ModelInput  # noqa: E402
+from tiny_runs import TINY_ENGINE  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-TINY = {
-    "vocab_size": 64,
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "num_kv_heads": 1,
-    "head_dim": 16,
-    "intermediate_size": 64,
-    "max_seq_length": 32,
-}
+TINY = dict(TINY_ENGINE)
 IDS = torch.tensor([[1, 5, 9, 2, 33, 7]])
 
 

@@ -29,19 +29,11 @@ from crucible_train.types import (  # noqa: E402
     ModelInput,
     TensorData,
 )
+from tiny_runs import TINY_ENGINE  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-TINY = {
-    "vocab_size": 64,
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "num_kv_heads": 1,
-    "head_dim": 16,
-    "intermediate_size": 64,
-    "max_seq_length": 32,
-}
+TINY = dict(TINY_ENGINE)
 TIMEOUT = 60
 STEP = AdamParams(learning_rate=1e-2, beta1=0.9, beta2=0.95, eps=1e-8)
 
